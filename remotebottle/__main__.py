@@ -1,0 +1,7 @@
+"""`python -m remotebottle` is `rbottle`."""
+
+import sys
+
+from remotebottle.cli import main
+
+sys.exit(main())

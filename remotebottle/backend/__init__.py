@@ -1,0 +1,1 @@
+"""Bottle backends: what runs a bottle on a container engine. Knows nothing of hosts."""

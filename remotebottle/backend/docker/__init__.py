@@ -1,0 +1,1 @@
+"""The Docker backend: drives any engine through a `docker.DockerClient` it is given."""

@@ -1,0 +1,161 @@
+"""Value objects: what to run (`BottleSpec`) and how it will run (`BottlePlan`).
+
+A plan is data: `--dry-run` prints `plan.to_dict()`, which never holds a secret
+value (secrets are `SecretStr` and are reported by name and source only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import SecretStr
+
+from remotebottle.backend.defaults import CLAUDE_CODE_HOSTS, effective_allowlist
+
+ANTHROPIC_ROLE = "anthropic-base-url"
+
+
+@dataclass(frozen=True)
+class Secretish:
+    """A manifest value: how it is sourced, and (once resolved) the value itself."""
+
+    source: str
+    value: SecretStr | None = None
+
+
+@dataclass(frozen=True)
+class GitRemoteSpec:
+    host: str
+    user: str
+    port: int
+    known_host_key: str
+    identity_file: Path | None = None
+    extra_hosts: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url_prefix(self) -> str:
+        return f"ssh://{self.user}@{self.host}:{self.port}/"
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    name: str
+    upstream: str
+    role: str | None = None
+    inject: dict[str, Secretish] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Command:
+    """What runs in the agent container: interactive claude, `claude -p`, or argv."""
+
+    mode: Literal["interactive", "print", "exec"] = "interactive"
+    prompt: str | None = None
+    argv: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mode": self.mode}
+        if self.mode == "print":
+            out["prompt"] = self.prompt
+        if self.mode == "exec":
+            out["argv"] = list(self.argv)
+        return out
+
+
+@dataclass(frozen=True)
+class BottleSpec:
+    """Everything the manifest and the command line say about one bottle launch."""
+
+    identity: str
+    agent: str
+    bottle: str
+    command: Command = field(default_factory=Command)
+    skills: tuple[Path, ...] = ()
+    prompt: str | None = None
+    prompt_file: Path | None = None
+    env: dict[str, Secretish] = field(default_factory=dict)
+    egress_allowlist: tuple[str, ...] = ()
+    git: tuple[GitRemoteSpec, ...] = ()
+    routes: tuple[RouteSpec, ...] = ()
+    host: str = "local"
+    cwd: Path | None = None
+
+    @property
+    def anthropic_route(self) -> RouteSpec | None:
+        return next((r for r in self.routes if r.role == ANTHROPIC_ROLE), None)
+
+
+@dataclass(frozen=True)
+class ImageRefs:
+    agent: str
+    egress: str
+    git_gate: str | None = None
+
+
+@dataclass(frozen=True)
+class BottlePlan:
+    """A spec resolved against an engine: images, runtime, effective allowlist."""
+
+    spec: BottleSpec
+    images: ImageRefs
+    runtime: str  # "runsc" | "runc" | "auto" (decided by the engine at launch)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def allowlist(self) -> list[str]:
+        return effective_allowlist(self.spec.egress_allowlist)
+
+    def to_dict(self) -> dict[str, Any]:
+        spec = self.spec
+        anthropic = spec.anthropic_route
+        images: dict[str, str] = {"agent": self.images.agent, "egress": self.images.egress}
+        if self.images.git_gate:
+            images["git_gate"] = self.images.git_gate
+        return {
+            "identity": spec.identity,
+            "agent": spec.agent,
+            "bottle": spec.bottle,
+            "host": spec.host,
+            "runtime": self.runtime,
+            "images": images,
+            "command": spec.command.to_dict(),
+            "egress": {
+                "allowlist": self.allowlist,
+                "defaults": list(CLAUDE_CODE_HOSTS),
+            },
+            "git": [
+                {
+                    "host": g.host,
+                    "user": g.user,
+                    "port": g.port,
+                    "identity_file": str(g.identity_file) if g.identity_file else None,
+                    "extra_hosts": dict(g.extra_hosts),
+                }
+                for g in spec.git
+            ],
+            "cred_routes": [
+                {
+                    "name": r.name,
+                    "upstream": r.upstream,
+                    "role": r.role,
+                    "inject": {h: v.source for h, v in r.inject.items()},
+                }
+                for r in spec.routes
+            ],
+            "anthropic_credential": (
+                f"via credential proxy route {anthropic.name!r}" if anthropic else "none"
+            ),
+            "env": {name: v.source for name, v in spec.env.items()},
+            "skills": [str(p) for p in spec.skills],
+            "prompt": (
+                "inline"
+                if spec.prompt is not None
+                else str(spec.prompt_file)
+                if spec.prompt_file
+                else None
+            ),
+            "cwd": str(spec.cwd) if spec.cwd else None,
+            "warnings": list(self.warnings),
+        }

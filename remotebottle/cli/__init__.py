@@ -1,0 +1,99 @@
+"""`rbottle`: the command line. Parses, calls one use-case function, renders.
+
+`main` is the only place that prints errors: one `error:` line per problem, a
+`hint:` line, a non-zero exit, and a traceback only with `--debug`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from remotebottle import __version__
+from remotebottle.cli import (
+    attach,
+    cleanup,
+    console,
+    dashboard,
+    demo,
+    doctor,
+    env,
+    hosts,
+    listing,
+    resume,
+    schema,
+    start,
+)
+from remotebottle.cli.common import HelpFormatter
+from remotebottle.errors import RemoteBottleError, UsageError
+
+COMMANDS = (start, attach, resume, listing, cleanup, hosts, env, dashboard, demo, schema, doctor)
+
+DESCRIPTION = """\
+Run Claude Code agents in locked-down Docker bottles, on the local engine or on
+a disposable remote VM, with the session streamed back to this terminal.
+
+A bottle gets only what its manifest (claude-bottle.json) grants: env, skills,
+a prompt, egress hosts behind a DLP proxy, git remotes behind a secret-scanning
+gate, and credentials injected by a proxy so that the agent never holds them."""
+
+EPILOG = """\
+first steps:
+  rbottle doctor                          check the engine, images and ssh-agent
+  rbottle start implementer --dry-run     see what a bottle would get
+  rbottle start implementer --host vm1    run it on a remote host
+  rbottle schema > claude-bottle.schema.json   editor completion for the manifest
+
+Run `rbottle <command> --help` for each command's options."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rbottle",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"rbottle {__version__}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks and debug detail on errors"
+    )
+    sub = parser.add_subparsers(title="commands", metavar="<command>")
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def split_exec(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
+    """Split `… -- CMD ARGS` into our arguments and the command to run in the bottle."""
+    args = list(argv)
+    if "--" not in args:
+        return args, None
+    index = args.index("--")
+    return args[:index], args[index + 1 :]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_in, exec_argv = split_exec(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(args_in)
+    debug = bool(getattr(args, "debug", False))
+    func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    args.exec_argv = exec_argv
+    try:
+        if exec_argv is not None and not getattr(args, "accepts_exec", False):
+            raise UsageError(
+                "`-- CMD…` is only accepted by `rbottle start` and `rbottle resume`",
+                hint="remove the `--` and what follows it",
+            )
+        return func(args)
+    except RemoteBottleError as exc:
+        console.error(exc, debug=debug)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        console.info("interrupted")
+        return 130

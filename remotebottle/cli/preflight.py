@@ -1,0 +1,61 @@
+"""The human preflight: what a bottle will get, before anything is created."""
+
+from __future__ import annotations
+
+import shlex
+
+from rich.markup import escape
+from rich.table import Table
+
+from remotebottle.backend.spec import Command
+from remotebottle.cli import console
+from remotebottle.launch import StartPlan
+
+
+def render_preflight(start: StartPlan) -> None:
+    plan = start.bottle
+    spec = plan.spec
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    anthropic = spec.anthropic_route
+    rows = [
+        ("agent", f"{spec.agent}  (bottle {spec.bottle}, identity {spec.identity})"),
+        ("host", start.host.label()),
+        ("runtime", _runtime(plan.runtime)),
+        ("command", _command(spec.command)),
+        ("images", "\n".join(f"{k}: {v}" for k, v in vars(plan.images).items() if v)),
+        ("egress", ", ".join(plan.allowlist)),
+        ("anthropic", f"via credential proxy route {anthropic.name!r}" if anthropic else "none"),
+        ("env", "\n".join(f"{k} ({v.source})" for k, v in spec.env.items())),
+        ("git", "\n".join(f"{g.url_prefix} via the git gate" for g in spec.git)),
+        (
+            "cred routes",
+            "\n".join(
+                f"{r.name} -> {r.upstream}" + (f"  [{r.role}]" if r.role else "")
+                for r in spec.routes
+            ),
+        ),
+        ("skills", "\n".join(str(s) for s in spec.skills)),
+        ("prompt", "inline" if spec.prompt else str(spec.prompt_file or "")),
+        ("workdir", f"copy of {spec.cwd}" if spec.cwd else ""),
+    ]
+    for label, value in rows:
+        table.add_row(label, escape(value or "-"))
+    console.err.print(table)
+    for warning in plan.warnings:
+        console.warn(warning)
+
+
+def _runtime(runtime: str) -> str:
+    if runtime == "auto":
+        return "auto (runsc when the engine has gVisor, else runc)"
+    return runtime
+
+
+def _command(command: Command) -> str:
+    if command.mode == "print":
+        return f"claude -p {shlex.quote(command.prompt or '')}"
+    if command.mode == "exec":
+        return shlex.join(command.argv)
+    return "claude (interactive)"

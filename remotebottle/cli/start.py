@@ -1,0 +1,107 @@
+"""`rbottle start`: plan a bottle for an agent, show the preflight, and run it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from remotebottle.backend.spec import Command
+from remotebottle.cli import console
+from remotebottle.cli.common import add_command, add_manifest_option, load_manifest, not_available
+from remotebottle.cli.preflight import render_preflight
+from remotebottle.errors import UsageError
+from remotebottle.launch import StartRequest, plan_start
+
+DESCRIPTION = """\
+Start a bottle for AGENT and attach this terminal to Claude Code inside it.
+
+The agent, its bottle and its grants come from claude-bottle.json (the project
+file and ~/claude-bottle.json, merged). Before anything is created you see the
+preflight (what the bottle gets) and answer y/N; --yes skips the question.
+
+With no --host the bottle runs on the local Docker engine. --host adds a VM and
+nothing else changes: a hosts entry from the manifest, an ~/.ssh/config alias,
+ssh://user@host[:port], or `ec2` / `fly` for a VM made for this session."""
+
+EPILOG = """\
+examples:
+  rbottle start implementer                         interactive session, local engine
+  rbottle start implementer --host vm1              the same on a remote host
+  rbottle start implementer -p "run the tests"      one Claude Code turn, print mode
+  rbottle start implementer -- bash -lc 'git status'   run a command instead of claude
+  rbottle start implementer --dry-run --format=json    the resolved plan, no side effects
+
+The plan never holds a secret value: env and header values are shown by source
+("literal", "asked at start", "from $VAR")."""
+
+
+def register(sub: Any) -> None:
+    parser = add_command(
+        sub, "start", help="start a bottle for an agent", description=DESCRIPTION, epilog=EPILOG
+    )
+    parser.add_argument("agent", metavar="AGENT", help="an agent named in the manifest")
+    parser.add_argument("--host", metavar="HOST", help="where to run (default: the local engine)")
+    parser.add_argument(
+        "-p",
+        "--print",
+        dest="print_prompt",
+        metavar="PROMPT",
+        help="run one Claude Code turn in print mode and exit with its status",
+    )
+    parser.add_argument(
+        "--cwd",
+        metavar="DIR",
+        type=Path,
+        help="copy DIR (minus what .gitignore excludes) into the bottle as the workdir",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the plan and exit; create nothing"
+    )
+    parser.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="plan format for --dry-run (json only with --dry-run)",
+    )
+    parser.add_argument("-y", "--yes", action="store_true", help="skip the y/N preflight question")
+    add_manifest_option(parser)
+    parser.set_defaults(func=run, accepts_exec=True)
+
+
+def command_from(args: argparse.Namespace) -> Command:
+    exec_argv: list[str] | None = args.exec_argv
+    if args.print_prompt is not None and exec_argv is not None:
+        raise UsageError("-p PROMPT and `-- CMD` cannot be combined", hint="choose one")
+    if exec_argv is not None:
+        if not exec_argv:
+            raise UsageError("`--` must be followed by a command", hint="e.g. -- bash -lc 'ls'")
+        return Command(mode="exec", argv=tuple(exec_argv))
+    if args.print_prompt is not None:
+        return Command(mode="print", prompt=args.print_prompt)
+    return Command()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.format == "json" and not args.dry_run:
+        raise UsageError(
+            "--format=json is only for --dry-run",
+            hint="use `rbottle start AGENT --dry-run --format=json`",
+        )
+    if args.cwd is not None and not args.cwd.is_dir():
+        raise UsageError(f"--cwd {args.cwd}: not a directory")
+    request = StartRequest(
+        agent=args.agent,
+        host=args.host,
+        command=command_from(args),
+        cwd=args.cwd.resolve() if args.cwd else None,
+    )
+    manifest = load_manifest(args)
+    plan = plan_start(manifest, request, resolve_secrets=False)
+    if args.dry_run and args.format == "json":
+        console.print_json(plan.to_dict())
+        return 0
+    render_preflight(plan)
+    if args.dry_run:
+        return 0
+    not_available("start (launching a bottle)", "issue #4, the bottle on the local engine")

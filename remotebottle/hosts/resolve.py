@@ -1,0 +1,73 @@
+"""Turn a `--host` argument into a host entry: manifest name, `ssh://` URL or ssh-config alias."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from remotebottle.errors import HostError
+from remotebottle.manifest import Ec2Host, FlyHost, LocalHost, Manifest, SshHost
+
+HostEntry = LocalHost | SshHost | Ec2Host | FlyHost
+_ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class HostTarget:
+    name: str
+    entry: HostEntry
+
+    @property
+    def provider(self) -> str:
+        return self.entry.provider
+
+    @property
+    def is_local(self) -> bool:
+        return self.entry.provider == "local"
+
+    def label(self) -> str:
+        return self.name if self.name == self.provider else f"{self.name} ({self.provider})"
+
+
+def resolve_host(arg: str | None, manifest: Manifest) -> HostTarget:
+    """Resolve `--host`.
+
+    Raises:
+        HostError: the argument is none of the accepted forms.
+    """
+    if arg is None or arg == "local":
+        entry = manifest.hosts.get("local", LocalHost(provider="local"))
+        return HostTarget("local", entry)
+    if arg in manifest.hosts:
+        return HostTarget(arg, manifest.hosts[arg])
+    if arg.startswith("ssh://"):
+        return HostTarget(arg, _from_url(arg))
+    if arg == "ec2":
+        return HostTarget("ec2", Ec2Host(provider="ec2"))
+    if arg == "fly":
+        raise HostError(
+            "`--host fly` needs a Fly app",
+            hint='add hosts.fly = {"provider": "fly", "app": "<your app>"} to the manifest',
+        )
+    if _ALIAS_RE.match(arg):
+        return HostTarget(arg, SshHost(provider="ssh", address=arg))
+    raise HostError(
+        f"{arg!r} is not a host: expected a hosts entry, an ~/.ssh/config alias,"
+        " or ssh://user@host[:port]",
+        hint="`rbottle hosts` lists the hosts the manifest defines",
+    )
+
+
+def _from_url(url: str) -> SshHost:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise HostError(f"{url!r} is not a valid ssh:// URL: {exc}") from None
+    if not parts.hostname or parts.path not in ("", "/") or parts.password:
+        raise HostError(
+            f"{url!r} is not a valid ssh:// URL",
+            hint="use ssh://user@host[:port], with no password or path",
+        )
+    return SshHost(provider="ssh", address=parts.hostname, user=parts.username, port=port)

@@ -1,0 +1,74 @@
+"""The `start` use case: manifest + host + command line -> a plan (and, later, a session)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from remotebottle.backend.docker.engine import EngineFacts, engine_facts
+from remotebottle.backend.docker.planner import plan
+from remotebottle.backend.spec import BottlePlan, Command
+from remotebottle.errors import EngineError
+from remotebottle.hosts.local import connect_local_engine
+from remotebottle.hosts.resolve import HostTarget, resolve_host
+from remotebottle.manifest import Manifest
+from remotebottle.resolve import build_spec
+from remotebottle.values import Prompter, ask_no_echo
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    agent: str
+    host: str | None = None
+    command: Command = field(default_factory=Command)
+    cwd: Path | None = None
+
+
+@dataclass(frozen=True)
+class StartPlan:
+    host: HostTarget
+    bottle: BottlePlan
+
+    def to_dict(self) -> dict[str, object]:
+        data = self.bottle.to_dict()
+        data["host"] = {"name": self.host.name, "provider": self.host.provider}
+        return data
+
+
+def plan_start(
+    manifest: Manifest,
+    request: StartRequest,
+    *,
+    resolve_secrets: bool,
+    prompter: Prompter = ask_no_echo,
+) -> StartPlan:
+    """Resolve everything `start` needs without creating anything.
+
+    The local engine is asked for its runtimes when it answers; a remote host's
+    engine is asked only once connected, so its runtime shows as "auto".
+    """
+    host = resolve_host(request.host, manifest)
+    spec = build_spec(
+        manifest,
+        request.agent,
+        command=request.command,
+        host=host.name,
+        cwd=request.cwd,
+        resolve_secrets=resolve_secrets,
+        prompter=prompter,
+    )
+    facts = _local_facts() if host.is_local else None
+    return StartPlan(host=host, bottle=plan(spec, facts))
+
+
+def _local_facts() -> EngineFacts | None:
+    try:
+        client = connect_local_engine(timeout=3)
+    except EngineError:
+        return None
+    try:
+        return engine_facts(client)
+    except EngineError:
+        return None
+    finally:
+        client.close()

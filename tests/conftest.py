@@ -1,0 +1,76 @@
+"""Shared fixtures: isolated HOME/state for every test, and manifest writing helpers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+FULL_MANIFEST: dict[str, Any] = {
+    "bottles": {
+        "dev": {
+            "env": {
+                "GIT_AUTHOR_NAME": "Bottled",
+                "TOKEN": "${RB_TEST_TOKEN}",
+                "ASK": "?a question",
+            },
+            "egress": {"allowlist": ["pypi.org", "api.anthropic.com", "PyPI.org"]},
+            "git": [
+                {
+                    "Host": "git.example.test",
+                    "User": "git",
+                    "Port": 2222,
+                    "IdentityFile": "~/.ssh/upstream",
+                    "KnownHostKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample",
+                    "ExtraHosts": {"git.example.test": "10.1.2.3"},
+                }
+            ],
+            "cred_proxy": {
+                "routes": [
+                    {
+                        "name": "anthropic",
+                        "role": "anthropic-base-url",
+                        "upstream": "https://api.anthropic.com",
+                        "inject": {"x-api-key": "${RB_TEST_TOKEN}"},
+                    }
+                ]
+            },
+        },
+        "bare": {},
+    },
+    "agents": {
+        "implementer": {"bottle": "dev", "prompt": "be careful"},
+        "plain": {"bottle": "bare"},
+    },
+    "hosts": {
+        "vm1": {"provider": "ssh", "address": "vm1.example.test", "user": "admin", "port": 2200},
+        "cloud": {"provider": "ec2", "region": "eu-west-1"},
+    },
+}
+
+SECRET = "sk-test-very-secret-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test reads or writes the real ~/claude-bottle.json or state dir."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("REMOTEBOTTLE_HOME", str(tmp_path / "rbhome"))
+    return home
+
+
+@pytest.fixture
+def write_manifest(tmp_path: Path) -> Callable[..., Path]:
+    def write(data: Any, where: Path | None = None) -> Path:
+        directory = where or (tmp_path / "project")
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "claude-bottle.json"
+        path.write_text(data if isinstance(data, str) else json.dumps(data))
+        return path
+
+    return write

@@ -1,0 +1,262 @@
+"""The command line: help that teaches, honest unlanded commands, clean one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from remotebottle.cli import COMMANDS, build_parser, main
+from tests.conftest import FULL_MANIFEST, SECRET
+
+pytestmark = pytest.mark.unit
+
+SUBCOMMANDS = [
+    "start",
+    "attach",
+    "resume",
+    "list",
+    "cleanup",
+    "hosts",
+    "env",
+    "dashboard",
+    "demo",
+    "schema",
+    "doctor",
+]
+
+
+@pytest.fixture(autouse=True)
+def no_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Unit tests never reach an engine: point DOCKER_HOST at a socket nobody serves."""
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    monkeypatch.setenv("RB_TEST_TOKEN", SECRET)
+
+
+@pytest.fixture
+def project(write_manifest: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = write_manifest(FULL_MANIFEST)
+    monkeypatch.chdir(path.parent)
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_every_subcommand_is_registered() -> None:
+    parser = build_parser()
+    actions = [a for a in parser._actions if a.dest == "==SUPPRESS=="]
+    choices = actions[0].choices
+    assert choices is not None
+    assert sorted(choices) == sorted(SUBCOMMANDS)
+    assert len(COMMANDS) == len(SUBCOMMANDS)
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_each_subcommand_help_teaches(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: rbottle {command}" in out
+    assert len(out.splitlines()) > 6
+    assert "example" in out or command in ("demo", "doctor")
+
+
+def test_top_level_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in SUBCOMMANDS:
+        assert command in out
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.startswith("rbottle 0.")
+
+
+def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys)
+    assert code == 2 and "usage: rbottle" in err
+
+
+def test_dry_run_json_is_the_plan_without_secrets(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _err = run(capsys, "start", "implementer", "--dry-run", "--format=json")
+    assert code == 0
+    plan = json.loads(out)
+    assert plan["agent"] == "implementer"
+    assert plan["host"] == {"name": "local", "provider": "local"}
+    assert plan["runtime"] == "auto"  # no engine answers in unit tests
+    assert "pypi.org" in plan["egress"]["allowlist"]
+    assert SECRET not in out
+
+
+def test_dry_run_text_is_the_preflight(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "start", "implementer", "--dry-run", "--host", "vm1")
+    assert code == 0 and out == ""
+    assert "vm1 (ssh)" in err and "egress" in err and "via the git gate" in err
+    assert SECRET not in err
+
+
+def test_print_and_exec_modes_reach_the_plan(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "start", "plain", "-p", "say hi", "--dry-run", "--format=json")
+    assert code == 0 and json.loads(out)["command"] == {"mode": "print", "prompt": "say hi"}
+    code, out, _ = run(
+        capsys, "start", "plain", "--dry-run", "--format=json", "--", "sh", "-c", "exit 3"
+    )
+    assert code == 0 and json.loads(out)["command"] == {
+        "mode": "exec",
+        "argv": ["sh", "-c", "exit 3"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["start", "implementer", "--format=json"], "--format=json is only for --dry-run"),
+        (["start", "implementer", "--dry-run", "-p", "x", "--", "ls"], "cannot be combined"),
+        (["start", "implementer", "--dry-run", "--"], "`--` must be followed by a command"),
+        (["list", "--", "ls"], "only accepted by `rbottle start`"),
+        (["start", "implementer", "--cwd", "/no/such/dir", "--dry-run"], "not a directory"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(
+    project: Path, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.count("error:") == 1 and expected in err
+    assert "Traceback" not in err
+
+
+def test_unknown_agent_is_one_line_and_a_hint(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "start", "nobody", "--dry-run")
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert lines[0].startswith("error: no agent named 'nobody'")
+    assert lines[1].startswith("hint: ")
+    assert len(lines) == 2
+
+
+def test_bad_manifest_is_one_line(
+    write_manifest: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = write_manifest({"bottles": {"b": {"ssh": []}}})
+    monkeypatch.chdir(path.parent)
+    code, _, err = run(capsys, "start", "a", "--dry-run")
+    assert code == 1
+    assert err.splitlines()[0] == f"error: {path}: bottles.b.ssh: no longer supported: use `git`"
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--debug", "start", "nobody", "--dry-run")
+    assert code == 1 and "Traceback" in err
+
+
+def test_missing_variable_fails_the_dry_run(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("RB_TEST_TOKEN")
+    code, _, err = run(capsys, "start", "implementer", "--dry-run")
+    assert code == 1 and "${RB_TEST_TOKEN} is not set in the local environment" in err
+    assert str(project) in err
+
+
+def test_explicit_manifest_option(
+    write_manifest: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_manifest(FULL_MANIFEST, where=tmp_path / "elsewhere")
+    code, out, _ = run(
+        capsys, "start", "plain", "--dry-run", "--format=json", "--manifest", str(path)
+    )
+    assert code == 0 and json.loads(out)["bottle"] == "bare"
+    code, _, err = run(
+        capsys, "start", "plain", "--dry-run", "--manifest", str(tmp_path / "nope.json")
+    )
+    assert code == 1 and "no such manifest file" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "lands_with"),
+    [
+        (["start", "implementer", "--yes"], "issue #4"),
+        (["attach", "implementer-ab12c"], "issue #5"),
+        (["list"], "issue #4"),
+        (["cleanup", "--yes"], "issue #4"),
+        (["cleanup", "--orphans"], "issue #7"),
+        (["env", "vm1"], "issue #5"),
+        (["hosts", "trust", "vm1"], "issue #5"),
+        (["dashboard"], "issue #8"),
+        (["demo"], "issue #4"),
+    ],
+)
+def test_unlanded_commands_say_so_and_fail(
+    project: Path, capsys: pytest.CaptureFixture[str], argv: list[str], lands_with: str
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 3
+    assert "not available in this version yet" in err and lands_with in err
+    assert out == ""
+
+
+def test_resume_without_state_says_so(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "resume", "implementer-ab12c")
+    assert code == 1 and "no saved state for implementer-ab12c" in err
+
+
+def test_attach_checks_the_identity(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "attach", "not-an-identity!")
+    assert code == 1 and "is not a bottle identity" in err
+
+
+def test_schema_prints_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "schema")
+    assert code == 0
+    assert set(json.loads(out)["properties"]) >= {"bottles", "agents", "hosts"}
+
+
+def test_hosts_lists_manifest_entries(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "hosts", "--format=json")
+    assert code == 0
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert rows["local"]["provider"] == "local"
+    assert rows["vm1"]["where"] == "admin@vm1.example.test:2200"
+    assert rows["cloud"]["lifetime"] == "per session"
+
+
+def test_doctor_without_engine_fails_with_a_fix(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "doctor", "--format=json")
+    assert code == 1
+    report = json.loads(out)
+    engine = next(c for c in report["checks"] if c["name"] == "engine")
+    assert engine["status"] == "fail" and "dockerd" in engine["fix"]
+    manifest_check = next(c for c in report["checks"] if c["name"] == "manifest")
+    assert manifest_check["status"] == "ok"
+
+
+def test_console_script_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "remotebottle", "--version"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0 and result.stdout.startswith("rbottle ")

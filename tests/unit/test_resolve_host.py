@@ -1,0 +1,56 @@
+"""`--host` resolution: manifest entries, ssh:// URLs, ssh-config aliases, built-ins."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from remotebottle import manifest
+from remotebottle.errors import HostError
+from remotebottle.hosts.resolve import resolve_host
+from tests.conftest import FULL_MANIFEST
+
+pytestmark = pytest.mark.unit
+
+LOADED = manifest.Manifest(
+    hosts=dict(manifest.parse(json.dumps(FULL_MANIFEST)).hosts),
+)
+
+
+def test_no_host_is_the_local_engine() -> None:
+    target = resolve_host(None, LOADED)
+    assert (target.name, target.provider, target.is_local) == ("local", "local", True)
+
+
+def test_manifest_entry_wins() -> None:
+    target = resolve_host("vm1", LOADED)
+    assert target.provider == "ssh"
+    assert target.entry.address == "vm1.example.test"  # type: ignore[union-attr]
+
+
+def test_ssh_url() -> None:
+    entry = resolve_host("ssh://deploy@10.0.0.5:2222", LOADED).entry
+    assert (entry.address, entry.user, entry.port) == ("10.0.0.5", "deploy", 2222)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("bad", ["ssh://", "ssh://u:pw@h", "ssh://h/path", "ssh://h:99999"])
+def test_bad_ssh_urls(bad: str) -> None:
+    with pytest.raises(HostError, match="not a valid ssh:// URL"):
+        resolve_host(bad, LOADED)
+
+
+def test_ssh_config_alias() -> None:
+    target = resolve_host("buildbox.lan", LOADED)
+    assert target.provider == "ssh" and target.entry.address == "buildbox.lan"  # type: ignore[union-attr]
+
+
+def test_builtin_ec2_and_fly() -> None:
+    assert resolve_host("ec2", LOADED).provider == "ec2"
+    with pytest.raises(HostError, match="needs a Fly app"):
+        resolve_host("fly", LOADED)
+
+
+def test_garbage_is_refused() -> None:
+    with pytest.raises(HostError, match="is not a host"):
+        resolve_host("not a host!", LOADED)
