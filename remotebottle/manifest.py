@@ -107,10 +107,22 @@ class _Model(BaseModel):
 
 
 class Egress(_Model):
+    enabled: bool = Field(
+        default=True,
+        description="false: no egress proxy and no route out at all (the most locked-down bottle).",
+    )
     allowlist: list[Hostname] = Field(
         default_factory=list,
         description="Hosts the bottle may reach, added to the defaults Claude Code needs.",
     )
+
+    @model_validator(mode="after")
+    def _no_list_without_proxy(self) -> Egress:
+        if not self.enabled and self.allowlist:
+            raise ValueError(
+                "an allowlist needs the egress proxy: drop `enabled: false` or the list"
+            )
+        return self
 
 
 class GitRemote(_Model):

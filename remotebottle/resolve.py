@@ -77,6 +77,7 @@ def build_spec(
         prompt=agent.prompt,
         prompt_file=prompt_file,
         env={name: value(raw, f"{bottle_path}.env.{name}") for name, raw in bottle.env.items()},
+        egress_enabled=bottle.egress.enabled,
         egress_allowlist=tuple(bottle.egress.allowlist),
         git=tuple(
             GitRemoteSpec(

@@ -6,10 +6,13 @@ it lives in `$REMOTEBOTTLE_HOME/state/<identity>/` (default: the XDG state dir).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import string
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from remotebottle.errors import BottleError
@@ -53,3 +56,60 @@ def state_dir(identity: str) -> Path:
     """`state/<identity>/` for a valid identity (not created)."""
     parse_identity(identity)
     return home() / "state" / identity
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """`state/<identity>/metadata.json`: enough to list, attach to and resume a bottle."""
+
+    identity: str
+    agent: str
+    host: str
+    started_at: str
+    cwd: str | None = None
+    copy_cwd: bool = False
+    ended_at: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def write_metadata(meta: Metadata) -> Path:
+    directory = state_dir(meta.identity)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / "metadata.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(meta.to_json())
+    tmp.replace(path)
+    return path
+
+
+def read_metadata(identity: str) -> Metadata:
+    """Raises BottleError when no state exists for `identity`."""
+    path = state_dir(identity) / "metadata.json"
+    try:
+        data = json.loads(path.read_text())
+        return Metadata(**{k: data.get(k) for k in Metadata.__dataclass_fields__ if k in data})
+    except FileNotFoundError:
+        raise BottleError(
+            f"no saved state for {identity} (looked in {path.parent})",
+            hint="`rbottle list` shows known bottles; state is written when a bottle starts",
+        ) from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise BottleError(f"{path}: unreadable state: {exc}") from None
+
+
+def transcript_dir(identity: str) -> Path:
+    """Where Claude Code's ~/.claude/projects snapshot is kept between sessions."""
+    return state_dir(identity) / "transcript"
+
+
+def known_identities() -> list[str]:
+    root = home() / "state"
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if IDENTITY_RE.match(p.name))

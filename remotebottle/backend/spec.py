@@ -76,6 +76,7 @@ class BottleSpec:
     prompt: str | None = None
     prompt_file: Path | None = None
     env: dict[str, Secretish] = field(default_factory=dict)
+    egress_enabled: bool = True
     egress_allowlist: tuple[str, ...] = ()
     git: tuple[GitRemoteSpec, ...] = ()
     routes: tuple[RouteSpec, ...] = ()
@@ -90,7 +91,7 @@ class BottleSpec:
 @dataclass(frozen=True)
 class ImageRefs:
     agent: str
-    egress: str
+    egress: str | None = None
     git_gate: str | None = None
 
 
@@ -105,14 +106,22 @@ class BottlePlan:
 
     @property
     def allowlist(self) -> list[str]:
+        if not self.spec.egress_enabled:
+            return []
         return effective_allowlist(self.spec.egress_allowlist)
 
     def to_dict(self) -> dict[str, Any]:
         spec = self.spec
         anthropic = spec.anthropic_route
-        images: dict[str, str] = {"agent": self.images.agent, "egress": self.images.egress}
-        if self.images.git_gate:
-            images["git_gate"] = self.images.git_gate
+        images = {
+            role: ref
+            for role, ref in (
+                ("agent", self.images.agent),
+                ("egress", self.images.egress),
+                ("git_gate", self.images.git_gate),
+            )
+            if ref
+        }
         return {
             "identity": spec.identity,
             "agent": spec.agent,
@@ -122,6 +131,7 @@ class BottlePlan:
             "images": images,
             "command": spec.command.to_dict(),
             "egress": {
+                "enabled": spec.egress_enabled,
                 "allowlist": self.allowlist,
                 "defaults": list(CLAUDE_CODE_HOSTS),
             },

@@ -25,7 +25,7 @@ def render_preflight(start: StartPlan) -> None:
         ("runtime", _runtime(plan.runtime)),
         ("command", _command(spec.command)),
         ("images", "\n".join(f"{k}: {v}" for k, v in vars(plan.images).items() if v)),
-        ("egress", ", ".join(plan.allowlist)),
+        ("egress", ", ".join(plan.allowlist) if spec.egress_enabled else "none: no route out"),
         ("anthropic", f"via credential proxy route {anthropic.name!r}" if anthropic else "none"),
         ("env", "\n".join(f"{k} ({v.source})" for k, v in spec.env.items())),
         ("git", "\n".join(f"{g.url_prefix} via the git gate" for g in spec.git)),

@@ -11,6 +11,7 @@ import pytest
 from remotebottle import manifest, pins
 from remotebottle.backend.defaults import CLAUDE_CODE_HOSTS, effective_allowlist
 from remotebottle.backend.docker.engine import EngineFacts, version_tuple
+from remotebottle.backend.docker.images import agent_image
 from remotebottle.backend.docker.planner import plan
 from remotebottle.backend.spec import Command
 from remotebottle.errors import ManifestError
@@ -98,7 +99,7 @@ def test_plan_contents(loaded: manifest.Manifest) -> None:
     assert data["identity"].startswith("implementer-")
     assert data["egress"]["allowlist"] == sorted({*CLAUDE_CODE_HOSTS, "pypi.org"})
     assert data["images"] == {
-        "agent": f"remotebottle/agent:cc-{pins.claude_code_version()}",
+        "agent": agent_image(),
         "egress": pins.pipelock_image(),
         "git_gate": pins.gitleaks_image(),
     }

@@ -1,21 +1,71 @@
-"""The image references a bottle uses. Production code names the real, pinned refs."""
+"""The images a bottle uses: the agent image (built from the package) and pinned sidecars.
+
+Production code names the real, pinned references and pulls what is missing;
+tests pre-seed the engine so nothing is pulled.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import os
+import tarfile
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+import docker
+import docker.errors
+
 from remotebottle import pins
 from remotebottle.backend.spec import BottleSpec, ImageRefs
+from remotebottle.errors import BottleError, EngineError
 
 AGENT_REPOSITORY = "remotebottle/agent"
+EXTRA_CA_ENV = "REMOTEBOTTLE_EXTRA_CA_CERTS"
+
+Progress = Callable[[str], None]
+
+
+def extra_ca_certs() -> bytes:
+    """The user's extra CA certificates (PEM) for image builds and bottles, or b""."""
+    path = os.environ.get(EXTRA_CA_ENV)
+    if not path:
+        return b""
+    try:
+        data = Path(path).expanduser().read_bytes()
+    except OSError as exc:
+        raise BottleError(
+            f"{EXTRA_CA_ENV}={path}: cannot read: {exc.strerror}",
+            hint="point it at a PEM file of CA certificates, or unset it",
+        ) from None
+    if b"-----BEGIN CERTIFICATE-----" not in data:
+        raise BottleError(f"{EXTRA_CA_ENV}={path}: no PEM certificate in it")
+    return data
+
+
+def _agent_context_files() -> dict[str, bytes]:
+    root = resources.files("remotebottle").joinpath("resources/agent")
+    return {
+        "Dockerfile": root.joinpath("Dockerfile").read_bytes(),
+        "rbottle-entry": root.joinpath("rbottle-entry").read_bytes(),
+        "extra-ca.crt": extra_ca_certs(),
+    }
 
 
 def agent_image() -> str:
-    return f"{AGENT_REPOSITORY}:cc-{pins.claude_code_version()}"
+    """The agent image reference: Claude Code's version plus a hash of the build inputs."""
+    digest = hashlib.sha256()
+    for name, data in sorted(_agent_context_files().items()):
+        digest.update(name.encode() + b"\0" + data + b"\0")
+    digest.update(pins.base_image().encode())
+    return f"{AGENT_REPOSITORY}:cc-{pins.claude_code_version()}-{digest.hexdigest()[:10]}"
 
 
 def image_refs(spec: BottleSpec) -> ImageRefs:
     return ImageRefs(
         agent=agent_image(),
-        egress=pins.pipelock_image(),
+        egress=pins.pipelock_image() if spec.egress_enabled else None,
         git_gate=pins.gitleaks_image() if spec.git else None,
     )
 
@@ -23,3 +73,78 @@ def image_refs(spec: BottleSpec) -> ImageRefs:
 def all_images() -> list[str]:
     """Every image a bottle may need, for `doctor` and for seeding."""
     return [pins.base_image(), agent_image(), pins.pipelock_image(), pins.gitleaks_image()]
+
+
+def _context_tar(files: dict[str, bytes]) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755 if name == "rbottle-entry" else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    buffer.seek(0)
+    return buffer
+
+
+def has_image(client: docker.DockerClient, ref: str) -> bool:
+    try:
+        client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        return False
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"could not inspect image {ref}: {exc}") from None
+    return True
+
+
+def build_agent_image(client: docker.DockerClient, progress: Progress) -> str:
+    """Build the agent image unless the engine has it already (layer cache applies)."""
+    ref = agent_image()
+    if has_image(client, ref):
+        return ref
+    ensure_pulled(client, pins.base_image(), progress)
+    progress(f"building {ref} (first time only: a few minutes)")
+    tail: list[str] = []
+    try:
+        stream = client.api.build(
+            fileobj=_context_tar(_agent_context_files()),
+            custom_context=True,
+            tag=ref,
+            buildargs={
+                "BASE_IMAGE": pins.base_image(),
+                "CLAUDE_CODE_VERSION": pins.claude_code_version(),
+            },
+            rm=True,
+            forcerm=True,
+            decode=True,
+        )
+        for chunk in stream:
+            if "error" in chunk:
+                raise BottleError(
+                    f"building {ref} failed: {str(chunk['error']).strip()}",
+                    hint="last build output: " + " | ".join(tail[-5:]),
+                )
+            line = str(chunk.get("stream", "")).strip()
+            if line:
+                tail.append(line)
+                if line.startswith("Step "):
+                    progress(line)
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"building {ref} failed: {exc}") from None
+    return ref
+
+
+def ensure_pulled(client: docker.DockerClient, ref: str, progress: Progress) -> None:
+    """Pull `ref` only when the engine does not have it."""
+    if has_image(client, ref):
+        return
+    progress(f"pulling {ref}")
+    repository, _, tag = ref.rpartition(":")
+    try:
+        client.images.pull(repository, tag=tag)
+    except docker.errors.DockerException as exc:
+        raise EngineError(
+            f"could not pull {ref}: {str(exc).splitlines()[0][:200]}",
+            hint="no registry reachable? seed the engine offline: `make setup` "
+            "(builds the pinned images from package registries)",
+        ) from None

@@ -1,0 +1,392 @@
+"""DockerBottleBackend: a bottle on whatever engine its `docker.DockerClient` reaches.
+
+Launch order: images -> networks -> vault -> egress proxy (healthy) -> agent
+(created, files put in, started, setup delivered through tmpfs). Teardown finds
+everything by the identity label, so a half-made bottle is removed as well.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import signal
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+
+from remotebottle import pins
+from remotebottle.backend.base import (
+    Bottle,
+    BottleBackend,
+    BottleInfo,
+    CleanupPlan,
+    register,
+)
+from remotebottle.backend.docker import egress, provision
+from remotebottle.backend.docker import labels as L
+from remotebottle.backend.docker.engine import engine_facts
+from remotebottle.backend.docker.images import build_agent_image, ensure_pulled
+from remotebottle.backend.docker.planner import plan as make_plan
+from remotebottle.backend.docker.streams import exec_with_stdin
+from remotebottle.backend.docker.vault import Vault
+from remotebottle.backend.spec import BottlePlan, BottleSpec
+from remotebottle.errors import BottleError, EngineError, TeardownError
+
+Progress = Callable[[str], None]
+PROXY_READY_TIMEOUT = 30.0
+HARDENING: dict[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    """How to launch, beyond the plan.
+
+    Attributes:
+        tty: give the agent a TTY (interactive use); otherwise plain streams.
+        transcript: a tar of ~/.claude/projects from an earlier session (resume).
+        trusted_hosts: allowlisted hosts that may resolve to private addresses
+            (the demo's and the tests' own upstreams); empty in normal use.
+        extra_env: non-secret env for the agent beyond the proxy settings.
+        before_agent_start: called with the internal network's name once it exists,
+            before the agent starts (tests attach their own upstreams there).
+    """
+
+    tty: bool = True
+    transcript: bytes | None = None
+    trusted_hosts: tuple[str, ...] = ()
+    extra_env: tuple[tuple[str, str], ...] = ()
+    before_agent_start: Callable[[str], None] | None = None
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _no_interrupts() -> Iterator[None]:
+    """Let a teardown finish even if Ctrl-C is pressed again."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@register("docker")
+class DockerBottleBackend(BottleBackend):
+    def __init__(self, client: docker.DockerClient, progress: Progress | None = None) -> None:
+        self.client = client
+        self._progress = progress or (lambda _msg: None)
+
+    # -- planning ---------------------------------------------------------
+
+    def prepare(self, spec: BottleSpec) -> BottlePlan:
+        return make_plan(spec, engine_facts(self.client))
+
+    # -- launching --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def launch(self, plan: BottlePlan, options: LaunchOptions | None = None) -> Iterator[Bottle]:
+        opts = options or LaunchOptions()
+        try:
+            with _sigterm_as_interrupt():
+                bottle = self._create(plan, opts)
+                yield bottle
+        finally:
+            with _no_interrupts():
+                self._progress(f"removing bottle {plan.spec.identity}")
+                self.teardown(plan.spec.identity)
+
+    def _create(self, plan: BottlePlan, opts: LaunchOptions) -> Bottle:
+        spec = plan.spec
+        ident = spec.identity
+        client = self.client
+        agent_image = build_agent_image(client, self._progress)
+        if plan.images.egress:
+            ensure_pulled(client, plan.images.egress, self._progress)
+        runtime = {"runtime": "runsc"} if plan.runtime == "runsc" else {}
+
+        self._progress("creating the bottle's network")
+        internal = self._network(f"rb-{ident}-internal", spec, internal=True)
+        env: dict[str, str] = {}
+        ca_cert = b""
+        proxy_id = None
+        if plan.images.egress:
+            ca_cert, proxy_id = self._start_proxy(plan, opts, agent_image, internal)
+            env = {
+                "HTTP_PROXY": egress.PROXY_URL,
+                "HTTPS_PROXY": egress.PROXY_URL,
+                "http_proxy": egress.PROXY_URL,
+                "https_proxy": egress.PROXY_URL,
+                "NO_PROXY": "localhost,127.0.0.1",
+                "no_proxy": "localhost,127.0.0.1",
+            }
+        if opts.before_agent_start:
+            opts.before_agent_start(internal.name)
+
+        self._progress("starting the agent")
+        agent = self._container(
+            agent_image,
+            provision.agent_command(spec, resume=opts.transcript is not None),
+            name=f"rb-{ident}",
+            hostname=ident,
+            labels=L.labels(ident, spec.agent, L.ROLE_AGENT, spec.host),
+            network=internal.name,
+            environment=env,
+            tty=opts.tty,
+            stdin_open=opts.tty,
+            tmpfs={provision.SETUP_DIR: f"size=1m,mode=0700,uid={provision.AGENT_UID}"},
+            working_dir=provision.WORKDIR,
+            mem_limit="4g",
+            pids_limit=1024,
+            **runtime,
+            **HARDENING,
+        )
+        self._put(agent, provision.AGENT_HOME, provision.home_archive(spec))
+        if spec.cwd is not None:
+            self._put(agent, provision.WORKDIR, provision.workdir_archive(spec.cwd))
+        if opts.transcript:
+            self._put(agent, f"{provision.AGENT_HOME}/.claude", opts.transcript)
+        if ca_cert:
+            bundle = self._read_file(agent, provision.CA_BUNDLE)
+            self._put(
+                agent, provision.CA_BUNDLE_DIR, provision.trust_bundle_archive(bundle, ca_cert)
+            )
+        agent.start()
+        code, _, err = exec_with_stdin(
+            client,
+            agent.id,
+            ["sh", "-c", provision.SETUP_SCRIPT],
+            provision.env_file(spec, dict(opts.extra_env)),
+            user=str(provision.AGENT_UID),
+        )
+        if code != 0:
+            raise BottleError(f"setting up the agent failed: {err.decode(errors='replace')[:300]}")
+        extras = {"proxy": proxy_id} if proxy_id else {}
+        return Bottle(identity=ident, agent_container=agent.id, plan=plan, extras=extras)
+
+    def _start_proxy(
+        self, plan: BottlePlan, opts: LaunchOptions, agent_image: str, internal: Any
+    ) -> tuple[bytes, str]:
+        """Start pipelock on the internal and an egress network; return (CA cert, id)."""
+        spec = plan.spec
+        ident = spec.identity
+        assert plan.images.egress
+        outside = self._network(f"rb-{ident}-egress", spec, internal=False)
+        self._progress("starting the egress proxy")
+        vault = Vault(self.client, ident, spec.agent, agent_image)
+        vault.open()
+        ca = egress.make_ca(ident)
+        vault.put(
+            "egress",
+            {
+                "pipelock.yaml": egress.pipelock_config(
+                    plan.allowlist, opts.trusted_hosts
+                ).encode(),
+                "ca.pem": ca.cert_pem,
+                "ca-key.pem": ca.key_pem,
+            },
+        )
+        proxy = self._container(
+            plan.images.egress,
+            egress.pipelock_command(),
+            name=f"rb-{ident}-egress",
+            labels=L.labels(ident, spec.agent, L.ROLE_EGRESS, spec.host),
+            network=outside.name,
+            volumes={vault.volume: {"bind": egress.CONFIG_DIR, "mode": "ro"}},
+            read_only=True,
+            mem_limit="256m",
+            **({"runtime": "runsc"} if plan.runtime == "runsc" else {}),
+            **HARDENING,
+        )
+        internal.connect(proxy, aliases=[egress.PROXY_ALIAS])
+        proxy.start()
+        self._wait_healthy(proxy)
+        return ca.cert_pem, str(proxy.id)
+
+    def _network(self, name: str, spec: BottleSpec, *, internal: bool) -> Any:
+        try:
+            return self.client.networks.create(
+                name,
+                driver="bridge",
+                internal=internal,
+                labels=L.labels(spec.identity, spec.agent, L.ROLE_NETWORK, spec.host),
+            )
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"could not create network {name}: {exc}") from None
+
+    def _container(self, image: str, command: list[str], **kwargs: Any) -> Any:
+        try:
+            return self.client.containers.create(image, command, **kwargs)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"could not create container {kwargs.get('name')}: {exc}") from None
+
+    def _put(self, container: Any, path: str, archive: bytes) -> None:
+        try:
+            container.put_archive(path, archive)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"could not copy files to {path} in the agent: {exc}") from None
+
+    def _read_file(self, container: Any, path: str) -> bytes:
+        try:
+            stream, _ = container.get_archive(path)
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+                member = tar.next()
+                extracted = tar.extractfile(member) if member else None
+                return extracted.read() if extracted else b""
+        except (docker.errors.DockerException, tarfile.TarError) as exc:
+            raise EngineError(f"could not read {path} from the agent image: {exc}") from None
+
+    def _wait_healthy(self, proxy: Any) -> None:
+        deadline = time.monotonic() + PROXY_READY_TIMEOUT
+        while time.monotonic() < deadline:
+            proxy.reload()
+            if proxy.status != "running":
+                logs = proxy.logs(tail=5).decode(errors="replace").strip()
+                raise BottleError(
+                    f"the egress proxy stopped: {logs[-300:]}",
+                    hint=f"pinned image {pins.pipelock_image()}",
+                )
+            result = proxy.exec_run(egress.healthcheck_command())
+            if result.exit_code == 0:
+                return
+            time.sleep(0.2)
+        raise BottleError(f"the egress proxy did not become healthy in {PROXY_READY_TIMEOUT:.0f}s")
+
+    def release(self, bottle: Bottle) -> None:
+        """Let the agent's command start; call once its output is being read."""
+        try:
+            result = self.client.api.exec_create(
+                bottle.agent_container, provision.RELEASE_COMMAND, user=str(provision.AGENT_UID)
+            )
+            self.client.api.exec_start(result["Id"])
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"could not start the agent's command: {exc}") from None
+
+    # -- after the session ---------------------------------------------------
+
+    def snapshot_transcript(self, bottle: Bottle) -> bytes | None:
+        """A tar of the agent's ~/.claude/projects (Claude Code's transcripts), if any."""
+        try:
+            stream, _ = self.client.api.get_archive(
+                bottle.agent_container, f"{provision.AGENT_HOME}/.claude/projects"
+            )
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"could not copy the transcript out: {exc}") from None
+        data = b"".join(stream)
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            if not any(m.isfile() for m in tar.getmembers()):
+                return None
+        return data
+
+    # -- finding and removing ------------------------------------------------
+
+    def teardown(self, identity: str) -> None:
+        """Remove every container, network and volume labelled with `identity`."""
+        leaked = self._remove_all(L.owned_filter(identity), running_too=True)
+        if leaked:
+            raise TeardownError(
+                f"could not remove {', '.join(leaked)}",
+                hint="retry with `rbottle cleanup --yes`",
+            )
+
+    def _remove_all(self, filters: dict[str, Any], *, running_too: bool) -> list[str]:
+        plan = self._collect(filters, running_too=running_too)
+        return self._remove(plan)
+
+    def _collect(self, filters: dict[str, Any], *, running_too: bool) -> CleanupPlan:
+        client = self.client
+        try:
+            containers = client.containers.list(all=True, filters=filters)
+            networks = client.networks.list(filters=filters)
+            volumes = client.volumes.list(filters=filters)
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"could not list bottles: {exc}") from None
+        if not running_too:
+            busy = {c.labels.get(L.IDENTITY) for c in containers if c.status == "running"}
+            containers = [c for c in containers if c.labels.get(L.IDENTITY) not in busy]
+            networks = [n for n in networks if n.attrs["Labels"].get(L.IDENTITY) not in busy]
+            volumes = [
+                v for v in volumes if (v.attrs.get("Labels") or {}).get(L.IDENTITY) not in busy
+            ]
+        return CleanupPlan(
+            containers=tuple((str(c.id), str(c.name)) for c in containers),
+            networks=tuple((str(n.id), str(n.name)) for n in networks),
+            volumes=tuple((str(v.id), str(v.name)) for v in volumes),
+        )
+
+    def _remove(self, plan: CleanupPlan) -> list[str]:
+        leaked: list[str] = []
+        client = self.client
+        for cid, name in plan.containers:
+            with contextlib.suppress(docker.errors.NotFound):
+                try:
+                    client.api.remove_container(cid, force=True, v=True)
+                except docker.errors.DockerException:
+                    leaked.append(f"container {name}")
+        for nid, name in plan.networks:
+            with contextlib.suppress(docker.errors.NotFound):
+                try:
+                    client.api.remove_network(nid)
+                except docker.errors.DockerException:
+                    leaked.append(f"network {name}")
+        for vid, name in plan.volumes:
+            with contextlib.suppress(docker.errors.NotFound):
+                try:
+                    client.api.remove_volume(vid, force=True)
+                except docker.errors.DockerException:
+                    leaked.append(f"volume {name}")
+        return leaked
+
+    def list_active(self) -> list[BottleInfo]:
+        try:
+            containers = self.client.containers.list(
+                all=True, filters={"label": [f"{L.OWNER}=1", f"{L.ROLE}={L.ROLE_AGENT}"]}
+            )
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"could not list bottles: {exc}") from None
+        return [
+            BottleInfo(
+                identity=c.labels.get(L.IDENTITY, "?"),
+                agent=c.labels.get(L.AGENT, "?"),
+                host=c.labels.get(L.HOST, "local"),
+                status=c.status,
+                created=str(c.attrs.get("Created", "")),
+                containers=(str(c.id),),
+            )
+            for c in containers
+        ]
+
+    def prepare_cleanup(self) -> CleanupPlan:
+        return self._collect(L.owned_filter(), running_too=False)
+
+    def cleanup(self, plan: CleanupPlan) -> None:
+        leaked = self._remove(plan)
+        if leaked:
+            raise TeardownError(
+                f"could not remove {', '.join(leaked)}",
+                hint="check `docker ps -a` for what holds them",
+            )

@@ -1,0 +1,178 @@
+"""Attach the local terminal to a bottle's agent: raw mode, resize, detach, exit status.
+
+Works the same on a local engine and through a tunnel: it only needs a
+`docker.DockerClient` and a container id. The container must have been created
+detached with `stdin_open=True, tty=True` so that a detach never closes its stdin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import sys
+import termios
+import tty
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from types import FrameType
+from typing import IO, Any
+
+import docker
+import docker.errors
+
+from remotebottle.backend.docker.streams import iter_frames, raw_socket
+from remotebottle.errors import EngineError
+
+DETACH_KEYS = "ctrl-p,ctrl-q"
+
+
+@dataclass(frozen=True)
+class SessionEnd:
+    """How a session ended: the agent exited (with its status) or we detached."""
+
+    exit_code: int | None
+    detached: bool = False
+
+
+def terminal_size(fd: int) -> tuple[int, int] | None:
+    try:
+        size = os.get_terminal_size(fd)
+    except OSError:
+        return None
+    return size.lines, size.columns
+
+
+@contextlib.contextmanager
+def raw_terminal(fd: int) -> Iterator[None]:
+    """Raw mode for the duration; restored on every exit path."""
+    if not os.isatty(fd):
+        yield
+        return
+    saved = termios.tcgetattr(fd)
+    try:
+        tty.setraw(fd)
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def attach_tty(
+    client: docker.DockerClient,
+    container_id: str,
+    *,
+    stdin: IO[bytes] | None = None,
+    stdout: IO[bytes] | None = None,
+    redraw: bool = False,
+    on_attached: Callable[[], None] | None = None,
+) -> SessionEnd:
+    """Stream a TTY container to this terminal until it exits or the user detaches.
+
+    Args:
+        redraw: after a reattach, nudge the size so that a full-screen TUI redraws.
+        on_attached: called once the stream is attached (the bottle's release).
+    """
+    in_fd = (stdin or sys.stdin.buffer).fileno()
+    out = stdout or sys.stdout.buffer
+    api = client.api
+    try:
+        hijacked = api.attach_socket(
+            container_id,
+            params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1, "detachKeys": DETACH_KEYS},
+        )
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"could not attach to {container_id[:12]}: {exc}") from None
+    sock = raw_socket(hijacked)
+
+    def resize(*_: Any) -> None:
+        size = terminal_size(in_fd)
+        if size:
+            with contextlib.suppress(docker.errors.DockerException):
+                api.resize(container_id, height=size[0], width=size[1])
+
+    def on_winch(_signum: int, _frame: FrameType | None) -> None:
+        resize()
+
+    previous = signal.signal(signal.SIGWINCH, on_winch)
+    size = terminal_size(in_fd)
+    if size and redraw:
+        # The docker CLI's trick: a different size then the real one forces a redraw.
+        with contextlib.suppress(docker.errors.DockerException):
+            api.resize(container_id, height=size[0] + 1, width=size[1] + 1)
+    resize()
+    if on_attached:
+        on_attached()
+    selector = selectors.DefaultSelector()
+    try:
+        with raw_terminal(in_fd):
+            selector.register(sock, selectors.EVENT_READ, "remote")
+            with contextlib.suppress(ValueError, OSError):
+                selector.register(in_fd, selectors.EVENT_READ, "local")
+            _pump(selector, sock, in_fd, out)
+    finally:
+        selector.close()
+        signal.signal(signal.SIGWINCH, previous)
+        with contextlib.suppress(OSError):
+            hijacked.close()
+    return _outcome(client, container_id)
+
+
+def _pump(selector: selectors.BaseSelector, sock: Any, in_fd: int, out: IO[bytes]) -> None:
+    while True:
+        for key, _ in selector.select():
+            if key.data == "remote":
+                data = sock.recv(65536)
+                if not data:
+                    return
+                out.write(data)
+                out.flush()
+            else:
+                data = os.read(in_fd, 4096)
+                if not data:
+                    selector.unregister(in_fd)
+                    continue
+                sock.sendall(data)
+
+
+def _outcome(client: docker.DockerClient, container_id: str) -> SessionEnd:
+    try:
+        state = client.api.inspect_container(container_id)["State"]
+    except docker.errors.NotFound:
+        return SessionEnd(exit_code=None)
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"could not inspect {container_id[:12]}: {exc}") from None
+    if state.get("Running"):
+        return SessionEnd(exit_code=None, detached=True)
+    return SessionEnd(exit_code=int(state.get("ExitCode", 1)))
+
+
+def stream_output(
+    client: docker.DockerClient,
+    container_id: str,
+    *,
+    stdout: IO[bytes] | None = None,
+    stderr: IO[bytes] | None = None,
+    on_attached: Callable[[], None] | None = None,
+) -> int:
+    """For non-TTY runs (scripts, `-p`): copy stdout/stderr until exit; return the status."""
+    out = stdout or sys.stdout.buffer
+    err = stderr or sys.stderr.buffer
+    api = client.api
+    try:
+        hijacked = api.attach_socket(
+            container_id, params={"stdout": 1, "stderr": 1, "stream": 1, "logs": 1}
+        )
+        if on_attached:
+            on_attached()
+        try:
+            for stream_id, data in iter_frames(hijacked):
+                target = err if stream_id == 2 else out
+                target.write(data)
+                target.flush()
+        finally:
+            hijacked.close()
+        result = api.wait(container_id)
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"lost the bottle's output: {exc}") from None
+    return int(result.get("StatusCode", 1))
