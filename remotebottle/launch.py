@@ -22,6 +22,7 @@ class StartRequest:
     host: str | None = None
     command: Command = field(default_factory=Command)
     cwd: Path | None = None
+    identity: str | None = None  # set by resume; otherwise minted
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ def plan_start(
         command=request.command,
         host=host.name,
         cwd=request.cwd,
+        identity=request.identity,
         resolve_secrets=resolve_secrets,
         prompter=prompter,
     )

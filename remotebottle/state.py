@@ -69,6 +69,7 @@ class Metadata:
     cwd: str | None = None
     copy_cwd: bool = False
     ended_at: str | None = None
+    manifest: str | None = None  # the project manifest it was started from, for resume
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"

@@ -56,6 +56,7 @@ class Bottle:
     agent_container: str
     plan: BottlePlan
     extras: dict[str, Any] = field(default_factory=dict)
+    keep: bool = False  # set when the user detaches: the launch context then leaves it running
 
 
 class BottleBackend(abc.ABC):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from remotebottle.cli.common import add_command, not_available
-from remotebottle.state import parse_identity
+from remotebottle import run
+from remotebottle.cli import console
+from remotebottle.cli.common import add_command, report_outcome
 
 DESCRIPTION = """\
 Attach this terminal to the agent of a running bottle, after a detach (Ctrl-P
@@ -25,9 +26,8 @@ def register(sub: Any) -> None:
         epilog="example:\n  rbottle attach implementer-k3x9q",
     )
     parser.add_argument("identity", metavar="IDENTITY", help="the bottle's identity")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run_command)
 
 
-def run(args: argparse.Namespace) -> int:
-    parse_identity(args.identity)
-    not_available("attach", "issue #5, the streamed session")
+def run_command(args: argparse.Namespace) -> int:
+    return report_outcome(run.attach(args.identity, progress=console.info))

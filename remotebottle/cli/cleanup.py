@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from remotebottle.cli.common import add_command, not_available
+from remotebottle import run
+from remotebottle.cli import console
+from remotebottle.cli.common import add_command, confirm_or_stop, not_available
 
 DESCRIPTION = """\
-Remove every container, network and volume labelled as remotebottle's that is
-not running, after a y/N question. With --orphans, also cloud VMs, key pairs
-and security groups tagged as ours whose session is gone or expired."""
+Remove every container, network and volume labelled as remotebottle's whose
+bottle is not running, after a y/N question (--yes skips it). Running bottles
+are left alone. Saved state (for `rbottle resume`) is kept.
+
+With --orphans, also cloud VMs, key pairs and security groups tagged as ours
+whose session is gone or expired."""
 
 
 def register(sub: Any) -> None:
@@ -25,11 +30,19 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--orphans", action="store_true", help="also sweep cloud VMs and their keys/security groups"
     )
-    parser.add_argument("--host", metavar="HOST", help="clean this host's engine instead")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run_command)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace) -> int:
     if args.orphans:
         not_available("cleanup --orphans", "issue #7, ephemeral cloud VMs")
-    not_available("cleanup", "issue #4, the bottle on the local engine")
+    backend, plan = run.prepare_cleanup()
+    if plan.empty:
+        console.info("nothing to clean up")
+        return 0
+    for line in plan.describe():
+        console.info(f"  {line}")
+    confirm_or_stop(f"Remove these {len(plan.describe())} objects?", args.yes)
+    backend.cleanup(plan)
+    console.info(f"removed {len(plan.describe())} objects")
+    return 0

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from remotebottle import manifest
 from remotebottle.errors import NotAvailableYet
+
+if TYPE_CHECKING:
+    from remotebottle.run import Outcome
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -59,6 +63,41 @@ def load_manifest(args: argparse.Namespace) -> manifest.Manifest:
     home_file = manifest.default_paths()[0]
     paths = [home_file] if home_file.resolve() != explicit.resolve() else []
     return manifest.load([*paths, explicit])
+
+
+def project_manifest(args: argparse.Namespace) -> Path | None:
+    """The project manifest a start used, recorded so that resume reads the same one."""
+    explicit: Path | None = getattr(args, "manifest", None)
+    candidate = explicit or Path.cwd() / manifest.MANIFEST_NAME
+    return candidate.resolve() if candidate.is_file() else None
+
+
+def confirm_or_stop(question: str, yes: bool) -> None:
+    """Ask y/N unless --yes; with no terminal to ask on, refuse rather than guess."""
+    from remotebottle.cli import console
+    from remotebottle.errors import RemoteBottleError, UsageError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to confirm on", hint="pass --yes to go ahead without asking")
+    if not console.confirm(question):
+        raise RemoteBottleError("not started: you answered no")
+
+
+def report_outcome(outcome: Outcome) -> int:
+    """Tell the user how the session ended and what they can do next; return the status."""
+    from remotebottle.cli import console
+
+    if outcome.detached:
+        console.info(f"detached; the bottle keeps running: rbottle attach {outcome.identity}")
+        return 0
+    code = outcome.exit_code if outcome.exit_code is not None else 1
+    console.info(
+        f"bottle {outcome.identity} ended (exit {code}); "
+        f"continue later with: rbottle resume {outcome.identity}"
+    )
+    return code
 
 
 def not_available(command: str, lands_with: str) -> NoReturn:

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
+from datetime import UTC, datetime
 from typing import Any
 
-from remotebottle.cli.common import add_command, add_format_option, not_available
+from rich.markup import escape
+from rich.table import Table
+
+from remotebottle import run
+from remotebottle.cli import console
+from remotebottle.cli.common import add_command, add_format_option
 
 DESCRIPTION = """\
-List bottles: identity, agent, host, age and status (running, exited, saved).
-Bottles are found by their labels on each engine, never by name."""
+List bottles: identity, agent, host, age and status. `running` and `exited`
+come from the engine (found by label, never by name); `saved` means the bottle
+has ended and `rbottle resume IDENTITY` can relaunch it."""
 
 
 def register(sub: Any) -> None:
@@ -21,8 +29,35 @@ def register(sub: Any) -> None:
         epilog="example:\n  rbottle list --format=json",
     )
     add_format_option(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run_command)
 
 
-def run(args: argparse.Namespace) -> int:
-    not_available("list", "issue #4, the bottle on the local engine")
+def age(started_at: str | None) -> str:
+    if not started_at:
+        return "?"
+    try:
+        started = datetime.fromisoformat(started_at.replace("Z", "+00:00"))
+    except ValueError:
+        return "?"
+    seconds = int((datetime.now(UTC) - started).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def run_command(args: argparse.Namespace) -> int:
+    bottles = run.list_bottles()
+    if args.format == "json":
+        console.print_json([{**asdict(b), "age": age(b.started_at)} for b in bottles])
+        return 0
+    if not bottles:
+        console.info("no bottles")
+        return 0
+    table = Table("identity", "agent", "host", "age", "status")
+    for b in bottles:
+        table.add_row(
+            escape(b.identity), escape(b.agent), escape(b.host), age(b.started_at), b.status
+        )
+    console.out.print(table)
+    return 0

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from remotebottle.cli.common import add_command, not_available
-from remotebottle.errors import BottleError
-from remotebottle.state import state_dir
+from remotebottle import manifest, run, state
+from remotebottle.cli import console
+from remotebottle.cli.common import add_command, confirm_or_stop, report_outcome
+from remotebottle.cli.preflight import render_preflight
+from remotebottle.cli.start import command_from
+from remotebottle.launch import StartRequest, plan_start
 
 DESCRIPTION = """\
 Relaunch a bottle that has ended, pinned to its identity: same agent, same host
 kind, and Claude Code's prior transcript restored (claude --continue). State is
 kept locally in $REMOTEBOTTLE_HOME/state/IDENTITY/, also for remote hosts.
 
-After a capability change is approved, resume rebuilds the bottle's image
-from the per-bottle Dockerfile saved in that state directory."""
+The agent's definition is read again from the manifest the bottle was started
+with (plus ~/claude-bottle.json), so grants changed since then apply."""
 
 
 def register(sub: Any) -> None:
@@ -27,15 +31,39 @@ def register(sub: Any) -> None:
         epilog="example:\n  rbottle resume implementer-k3x9q",
     )
     parser.add_argument("identity", metavar="IDENTITY", help="the bottle's identity")
+    parser.add_argument(
+        "-p",
+        "--print",
+        dest="print_prompt",
+        metavar="PROMPT",
+        help="continue with one print-mode turn instead of a session",
+    )
     parser.add_argument("-y", "--yes", action="store_true", help="skip the y/N question")
-    parser.set_defaults(func=run, accepts_exec=True)
+    parser.set_defaults(func=run_command, accepts_exec=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    directory = state_dir(args.identity)
-    if not (directory / "metadata.json").is_file():
-        raise BottleError(
-            f"no saved state for {args.identity} (looked in {directory})",
-            hint="`rbottle list` shows known bottles; state is written when a session ends",
-        )
-    not_available("resume", "issue #4, the bottle on the local engine")
+def run_command(args: argparse.Namespace) -> int:
+    meta = state.read_metadata(args.identity)
+    paths = manifest.default_paths()[:1]
+    if meta.manifest:
+        paths.append(Path(meta.manifest))
+    loaded = manifest.load(paths)
+    request = StartRequest(
+        agent=meta.agent,
+        host=meta.host,
+        command=command_from(args),
+        cwd=Path(meta.cwd) if meta.copy_cwd and meta.cwd else None,
+        identity=args.identity,
+    )
+    preview = plan_start(loaded, request, resolve_secrets=False)
+    render_preflight(preview)
+    confirm_or_stop("Resume this bottle?", args.yes)
+    outcome = run.start(
+        loaded,
+        request,
+        preview,
+        progress=console.info,
+        manifest_file=Path(meta.manifest) if meta.manifest else None,
+        transcript=run.saved_transcript(args.identity),
+    )
+    return report_outcome(outcome)

@@ -6,9 +6,17 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from remotebottle import run
 from remotebottle.backend.spec import Command
 from remotebottle.cli import console
-from remotebottle.cli.common import add_command, add_manifest_option, load_manifest, not_available
+from remotebottle.cli.common import (
+    add_command,
+    add_manifest_option,
+    confirm_or_stop,
+    load_manifest,
+    project_manifest,
+    report_outcome,
+)
 from remotebottle.cli.preflight import render_preflight
 from remotebottle.errors import UsageError
 from remotebottle.launch import StartRequest, plan_start
@@ -22,7 +30,11 @@ preflight (what the bottle gets) and answer y/N; --yes skips the question.
 
 With no --host the bottle runs on the local Docker engine. --host adds a VM and
 nothing else changes: a hosts entry from the manifest, an ~/.ssh/config alias,
-ssh://user@host[:port], or `ec2` / `fly` for a VM made for this session."""
+ssh://user@host[:port], or `ec2` / `fly` for a VM made for this session.
+
+Detach with Ctrl-P Ctrl-Q (the bottle keeps running; `rbottle attach` returns).
+When the agent exits the bottle is removed and its transcript kept for
+`rbottle resume IDENTITY`. The exit status is the agent's."""
 
 EPILOG = """\
 examples:
@@ -66,7 +78,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("-y", "--yes", action="store_true", help="skip the y/N preflight question")
     add_manifest_option(parser)
-    parser.set_defaults(func=run, accepts_exec=True)
+    parser.set_defaults(func=run_command, accepts_exec=True)
 
 
 def command_from(args: argparse.Namespace) -> Command:
@@ -82,7 +94,7 @@ def command_from(args: argparse.Namespace) -> Command:
     return Command()
 
 
-def run(args: argparse.Namespace) -> int:
+def run_command(args: argparse.Namespace) -> int:
     if args.format == "json" and not args.dry_run:
         raise UsageError(
             "--format=json is only for --dry-run",
@@ -97,11 +109,19 @@ def run(args: argparse.Namespace) -> int:
         cwd=args.cwd.resolve() if args.cwd else None,
     )
     manifest = load_manifest(args)
-    plan = plan_start(manifest, request, resolve_secrets=False)
+    preview = plan_start(manifest, request, resolve_secrets=False)
     if args.dry_run and args.format == "json":
-        console.print_json(plan.to_dict())
+        console.print_json(preview.to_dict())
         return 0
-    render_preflight(plan)
+    render_preflight(preview)
     if args.dry_run:
         return 0
-    not_available("start (launching a bottle)", "issue #4, the bottle on the local engine")
+    confirm_or_stop("Start this bottle?", args.yes)
+    outcome = run.start(
+        manifest,
+        request,
+        preview,
+        progress=console.info,
+        manifest_file=project_manifest(args),
+    )
+    return report_outcome(outcome)

@@ -194,10 +194,7 @@ def test_explicit_manifest_option(
 @pytest.mark.parametrize(
     ("argv", "lands_with"),
     [
-        (["start", "implementer", "--yes"], "issue #4"),
-        (["attach", "implementer-ab12c"], "issue #5"),
-        (["list"], "issue #4"),
-        (["cleanup", "--yes"], "issue #4"),
+        (["start", "implementer", "--host", "vm1", "--yes"], "issue #5"),
         (["cleanup", "--orphans"], "issue #7"),
         (["env", "vm1"], "issue #5"),
         (["hosts", "trust", "vm1"], "issue #5"),
@@ -210,8 +207,45 @@ def test_unlanded_commands_say_so_and_fail(
 ) -> None:
     code, out, err = run(capsys, *argv)
     assert code == 3
-    assert "not available in this version yet" in err and lands_with in err
+    assert "not available in this version yet" in err
+    assert lands_with in err
     assert out == ""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["start", "plain", "--yes", "--", "true"],
+        ["list"],
+        ["cleanup", "--yes"],
+        ["attach", "impl-ab12c"],
+    ],
+)
+def test_engine_commands_without_an_engine_fail_cleanly(
+    project: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, _out, err = run(capsys, *argv)
+    assert code == 1
+    assert "no Docker engine answers" in err
+    assert "hint: start the engine" in err
+    assert "Traceback" not in err
+
+
+def test_prompted_value_without_a_terminal_is_a_clean_error(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "start", "implementer", "--yes", "-p", "hi")
+    assert code == 1
+    assert "cannot ask for 'a question': no terminal" in err
+    assert "Traceback" not in err
+
+
+def test_start_without_yes_and_no_terminal_refuses(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "start", "plain", "--", "true")
+    assert code == 2
+    assert "no terminal to confirm on" in err and "--yes" in err
 
 
 def test_resume_without_state_says_so(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -109,14 +109,16 @@ class DockerBottleBackend(BottleBackend):
     @contextlib.contextmanager
     def launch(self, plan: BottlePlan, options: LaunchOptions | None = None) -> Iterator[Bottle]:
         opts = options or LaunchOptions()
+        bottle: Bottle | None = None
         try:
             with _sigterm_as_interrupt():
                 bottle = self._create(plan, opts)
                 yield bottle
         finally:
-            with _no_interrupts():
-                self._progress(f"removing bottle {plan.spec.identity}")
-                self.teardown(plan.spec.identity)
+            if bottle is None or not bottle.keep:
+                with _no_interrupts():
+                    self._progress(f"removing bottle {plan.spec.identity}")
+                    self.teardown(plan.spec.identity)
 
     def _create(self, plan: BottlePlan, opts: LaunchOptions) -> Bottle:
         spec = plan.spec
@@ -286,11 +288,11 @@ class DockerBottleBackend(BottleBackend):
 
     # -- after the session ---------------------------------------------------
 
-    def snapshot_transcript(self, bottle: Bottle) -> bytes | None:
+    def snapshot_transcript(self, container_id: str) -> bytes | None:
         """A tar of the agent's ~/.claude/projects (Claude Code's transcripts), if any."""
         try:
             stream, _ = self.client.api.get_archive(
-                bottle.agent_container, f"{provision.AGENT_HOME}/.claude/projects"
+                container_id, f"{provision.AGENT_HOME}/.claude/projects"
             )
         except docker.errors.NotFound:
             return None
@@ -350,6 +352,10 @@ class DockerBottleBackend(BottleBackend):
         for nid, name in plan.networks:
             with contextlib.suppress(docker.errors.NotFound):
                 try:
+                    # Whatever else was attached (a debugging container, say) must not pin it.
+                    for endpoint in client.api.inspect_network(nid).get("Containers") or {}:
+                        with contextlib.suppress(docker.errors.APIError):
+                            client.api.disconnect_container_from_network(endpoint, nid, force=True)
                     client.api.remove_network(nid)
                 except docker.errors.DockerException:
                     leaked.append(f"network {name}")

@@ -1,0 +1,198 @@
+"""Running bottles on the local engine: start, attach, resume; and list, cleanup.
+
+This is the use-case layer: it joins the manifest, the local engine, the
+backend, the session and the state directory. Remote hosts join here too once
+they land (the backend itself stays unaware of them).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import docker
+
+from remotebottle import state
+from remotebottle.backend.base import Bottle, BottleInfo, CleanupPlan
+from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
+from remotebottle.backend.docker.labels import IDENTITY, ROLE, ROLE_AGENT
+from remotebottle.backend.spec import BottlePlan
+from remotebottle.errors import BottleError, NotAvailableYet
+from remotebottle.hosts.local import connect_local_engine
+from remotebottle.launch import StartPlan, StartRequest
+from remotebottle.manifest import Manifest
+from remotebottle.resolve import build_spec
+from remotebottle.session import SessionEnd, attach_tty, stream_output
+from remotebottle.values import Prompter, ask_no_echo
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    identity: str
+    exit_code: int | None
+    detached: bool = False
+
+
+def _require_local(start: StartPlan) -> None:
+    if not start.host.is_local:
+        raise NotAvailableYet(
+            f"running on `--host {start.host.name}` is not available in this version yet: "
+            "it lands with issue #5, remote hosts over SSH",
+            hint="drop --host to run on the local engine",
+        )
+
+
+def wants_tty(plan: BottlePlan) -> bool:
+    """Interactive claude always gets a TTY; -p and `-- CMD` only when we have one."""
+    if plan.spec.command.mode == "interactive":
+        return True
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def start(
+    manifest: Manifest,
+    request: StartRequest,
+    preview: StartPlan,
+    *,
+    progress: Progress,
+    prompter: Prompter = ask_no_echo,
+    manifest_file: Path | None = None,
+    transcript: bytes | None = None,
+) -> Outcome:
+    """Resolve secrets, launch the previewed plan, stream the session, end it cleanly."""
+    _require_local(preview)
+    spec = build_spec(
+        manifest,
+        request.agent,
+        command=request.command,
+        host=preview.host.name,
+        cwd=request.cwd,
+        identity=preview.bottle.spec.identity,
+        resolve_secrets=True,
+        prompter=prompter,
+    )
+    client = connect_local_engine()
+    backend = DockerBottleBackend(client, progress)
+    plan = backend.prepare(spec)
+    if plan.spec.command.mode == "interactive" and not sys.stdin.isatty():
+        raise BottleError(
+            "an interactive session needs a terminal",
+            hint="use -p PROMPT or `-- CMD` from scripts",
+        )
+    meta = state.Metadata(
+        identity=spec.identity,
+        agent=spec.agent,
+        host=spec.host,
+        started_at=state.now(),
+        cwd=str(request.cwd) if request.cwd else str(Path.cwd()),
+        copy_cwd=request.cwd is not None,
+        manifest=str(manifest_file) if manifest_file else None,
+    )
+    state.write_metadata(meta)
+    tty = wants_tty(plan)
+    with backend.launch(plan, LaunchOptions(tty=tty, transcript=transcript)) as bottle:
+        progress(f"bottle {spec.identity} is up")
+        end = _session(backend, client, bottle, tty=tty, redraw=False)
+        bottle.keep = end.detached
+        if not end.detached:
+            _save(backend, bottle.agent_container, meta)
+    return Outcome(spec.identity, end.exit_code, end.detached)
+
+
+def _session(
+    backend: DockerBottleBackend,
+    client: docker.DockerClient,
+    bottle: Bottle,
+    *,
+    tty: bool,
+    redraw: bool,
+) -> SessionEnd:
+    def release() -> None:
+        backend.release(bottle)
+
+    if tty:
+        return attach_tty(client, bottle.agent_container, redraw=redraw, on_attached=release)
+    return SessionEnd(exit_code=stream_output(client, bottle.agent_container, on_attached=release))
+
+
+def _save(backend: DockerBottleBackend, container_id: str, meta: state.Metadata) -> None:
+    """Keep the transcript and mark the session ended, before the bottle goes."""
+    snapshot = backend.snapshot_transcript(container_id)
+    if snapshot:
+        directory = state.transcript_dir(meta.identity)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (directory / "projects.tar").write_bytes(snapshot)
+    state.write_metadata(replace(meta, ended_at=state.now()))
+
+
+def attach(identity: str, *, progress: Progress) -> Outcome:
+    """Return to a running bottle on the local engine; end it when its agent exits."""
+    state.parse_identity(identity)
+    client = connect_local_engine()
+    backend = DockerBottleBackend(client, progress)
+    containers = client.containers.list(
+        all=True, filters={"label": [f"{IDENTITY}={identity}", f"{ROLE}={ROLE_AGENT}"]}
+    )
+    if not containers or containers[0].status != "running":
+        raise BottleError(
+            f"no running bottle {identity} on the local engine",
+            hint="`rbottle list` shows bottles; `rbottle resume` relaunches an ended one",
+        )
+    container = containers[0]
+    end = attach_tty(client, str(container.id), redraw=True)
+    if not end.detached:
+        if _has_state(identity):
+            _save(backend, str(container.id), state.read_metadata(identity))
+        backend.teardown(identity)
+    return Outcome(identity, end.exit_code, end.detached)
+
+
+def _has_state(identity: str) -> bool:
+    return (state.state_dir(identity) / "metadata.json").is_file()
+
+
+def saved_transcript(identity: str) -> bytes | None:
+    path = state.transcript_dir(identity) / "projects.tar"
+    return path.read_bytes() if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class Listed:
+    identity: str
+    agent: str
+    host: str
+    status: str
+    started_at: str | None
+
+
+def list_bottles() -> list[Listed]:
+    """Running and stopped bottles on the local engine, plus ended ones with saved state."""
+    client = connect_local_engine()
+    found: dict[str, Listed] = {}
+    for info in DockerBottleBackend(client).list_active():
+        found[info.identity] = _listed(info)
+    for identity in state.known_identities():
+        if identity in found:
+            continue
+        try:
+            meta = state.read_metadata(identity)
+        except BottleError:
+            continue
+        found[identity] = Listed(identity, meta.agent, meta.host, "saved", meta.started_at)
+    return sorted(found.values(), key=lambda b: b.started_at or "", reverse=True)
+
+
+def _listed(info: BottleInfo) -> Listed:
+    started = None
+    if _has_state(info.identity):
+        started = state.read_metadata(info.identity).started_at
+    return Listed(info.identity, info.agent, info.host, info.status, started or info.created)
+
+
+def prepare_cleanup() -> tuple[DockerBottleBackend, CleanupPlan]:
+    backend = DockerBottleBackend(connect_local_engine())
+    return backend, backend.prepare_cleanup()

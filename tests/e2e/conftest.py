@@ -1,0 +1,134 @@
+"""End-to-end fixtures: the real engine, the real agent image, a fake Messages API.
+
+Every test here must leave nothing labelled as ours behind; the autouse
+`no_leftovers` fixture checks that after each test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import secrets
+import tarfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+
+from remotebottle import pins
+from remotebottle.backend.docker import labels as L
+from remotebottle.backend.docker.images import build_agent_image, has_image
+from tests.integration.conftest import docker_client, require
+
+__all__ = ["docker_client"]
+
+HARNESS = Path(__file__).resolve().parents[1] / "harness"
+FAKE_API_ALIAS = "fake-api"
+FAKE_API_URL = f"http://{FAKE_API_ALIAS}:8080"
+TEST_LABEL = "io.remotebottle.test"
+PIPELOCK_MISSING = (
+    f"pipelock ({pins.pipelock_image()}) is not on the engine and cannot be had on this machine: "
+    "no container registry is reachable and the Go module proxy refuses "
+    "github.com/luckyPipewrench/pipelock (403)"
+)
+
+
+def owned(client: docker.DockerClient) -> list[str]:
+    flt: dict[str, Any] = {"label": [f"{L.OWNER}=1"]}
+    return [
+        *(f"container {c.name}" for c in client.containers.list(all=True, filters=flt)),
+        *(f"network {n.name}" for n in client.networks.list(filters=flt)),
+        *(f"volume {v.name}" for v in client.volumes.list(filters=flt)),
+    ]
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers(docker_client: docker.DockerClient) -> Iterator[None]:
+    before = set(owned(docker_client))
+    yield
+    deadline = time.monotonic() + 10
+    while (leaked := set(owned(docker_client)) - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not leaked, f"left behind: {sorted(leaked)}"
+
+
+@pytest.fixture(scope="session")
+def agent_image(docker_client: docker.DockerClient) -> str:
+    """Build (or find) the agent image: the first build takes a few minutes."""
+    return build_agent_image(docker_client, lambda _msg: None)
+
+
+@pytest.fixture(scope="session")
+def pipelock_image(docker_client: docker.DockerClient) -> str:
+    if not has_image(docker_client, pins.pipelock_image()):
+        pytest.skip(PIPELOCK_MISSING)
+    return pins.pipelock_image()
+
+
+class FakeApi:
+    """The fake Messages API in a container of its own, joined to a bottle's network."""
+
+    def __init__(self, client: docker.DockerClient, image: str, reply: str) -> None:
+        self.client = client
+        script = (HARNESS / "fake_anthropic" / "server.py").read_bytes()
+        self.container = client.containers.create(
+            image,
+            ["/srv/server.py", "--port", "8080", "--reply", reply],
+            entrypoint=["python3"],
+            user="1000",
+            name=f"rb-test-fakeapi-{secrets.token_hex(3)}",
+            labels={TEST_LABEL: "1"},
+            network_mode="none",
+        )
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            info = tarfile.TarInfo("server.py")
+            info.size = len(script)
+            tar.addfile(info, io.BytesIO(script))
+        self.container.put_archive("/srv", buffer.getvalue())
+
+    def join(self, network: str) -> None:
+        """Connect to `network` as fake-api, start, and wait until it answers."""
+        net = self.client.networks.get(network)
+        self.client.api.disconnect_container_from_network(self.container.id, "none")
+        net.connect(self.container, aliases=[FAKE_API_ALIAS])
+        self.container.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            self.container.reload()
+            if "listening" in self.container.logs().decode():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"fake API did not start: {self.container.logs().decode()}")
+
+    def requests(self) -> list[dict[str, Any]]:
+        result = self.container.exec_run(["curl", "-s", "http://127.0.0.1:8080/_requests"])
+        return list(json.loads(result.output))
+
+    def remove(self) -> None:
+        with contextlib.suppress(docker.errors.NotFound):
+            self.container.remove(force=True)
+
+
+@pytest.fixture
+def fake_api(
+    docker_client: docker.DockerClient, agent_image: str
+) -> Iterator[Callable[..., FakeApi]]:
+    made: list[FakeApi] = []
+
+    def make(reply: str = "Hello from the fake Messages API.") -> FakeApi:
+        api = FakeApi(docker_client, agent_image, reply)
+        made.append(api)
+        return api
+
+    yield make
+    for api in made:
+        api.remove()
+
+
+__all__ += ["FAKE_API_URL", "FakeApi", "require"]
