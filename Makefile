@@ -5,6 +5,9 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Extra CA certificates for image builds and bottles (TLS-inspecting proxies).
+# Default: this machine's own trust bundle, where it has one.
+export REMOTEBOTTLE_EXTRA_CA_CERTS ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 
 .PHONY: install setup lint typecheck pytest test demo clean
 
@@ -32,8 +35,11 @@ pytest: install
 
 test: setup lint typecheck pytest
 
+# Until `rbottle demo` lands: the full plan of an agent, then a real sealed bottle
+# probing what a hostile agent could reach.
 demo: install setup
 	cd examples && ANTHROPIC_API_KEY=not-needed-for-a-dry-run ../$(BIN)/rbottle start implementer --dry-run
+	cd examples && ../$(BIN)/rbottle start sealed --yes --cwd . -- sh sealed-probe.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -22,8 +22,8 @@ import pytest
 
 from remotebottle import pins
 from remotebottle.backend.docker import labels as L
-from remotebottle.backend.docker.images import build_agent_image, has_image
-from tests.integration.conftest import docker_client, require
+from remotebottle.backend.docker.images import build_agent_image
+from tests.integration.conftest import docker_client, require, skip_without_pipelock
 
 __all__ = ["docker_client"]
 
@@ -31,11 +31,6 @@ HARNESS = Path(__file__).resolve().parents[1] / "harness"
 FAKE_API_ALIAS = "fake-api"
 FAKE_API_URL = f"http://{FAKE_API_ALIAS}:8080"
 TEST_LABEL = "io.remotebottle.test"
-PIPELOCK_MISSING = (
-    f"pipelock ({pins.pipelock_image()}) is not on the engine and cannot be had on this machine: "
-    "no container registry is reachable and the Go module proxy refuses "
-    "github.com/luckyPipewrench/pipelock (403)"
-)
 
 
 def owned(client: docker.DockerClient) -> list[str]:
@@ -65,8 +60,7 @@ def agent_image(docker_client: docker.DockerClient) -> str:
 
 @pytest.fixture(scope="session")
 def pipelock_image(docker_client: docker.DockerClient) -> str:
-    if not has_image(docker_client, pins.pipelock_image()):
-        pytest.skip(PIPELOCK_MISSING)
+    skip_without_pipelock(docker_client)
     return pins.pipelock_image()
 
 
