@@ -119,8 +119,14 @@ def labelled(client: docker.DockerClient, kind: str) -> list[Any]:
 def test_interrupt_during_a_session_leaves_nothing(
     project: Path, agent_image: str, docker_client: docker.DockerClient, sig: signal.Signals
 ) -> None:
+    before = {c.id for c in labelled(docker_client, "container")}
     proc = rbottle(project, "start", "worker", "--yes", "--", "sleep", "300")
-    wait_for(lambda: any(c.status == "running" for c in labelled(docker_client, "container")))
+    wait_for(
+        lambda: any(
+            c.status == "running" and c.id not in before
+            for c in labelled(docker_client, "container")
+        )
+    )
     time.sleep(0.5)
     proc.send_signal(sig)
     code, _, err = finish(proc, timeout=60)
@@ -132,8 +138,9 @@ def test_interrupt_during_a_session_leaves_nothing(
 def test_interrupt_during_launch_leaves_nothing(
     project: Path, agent_image: str, docker_client: docker.DockerClient
 ) -> None:
+    before = {n.id for n in labelled(docker_client, "network")}
     proc = rbottle(project, "start", "worker", "--yes", "--", "true")
-    wait_for(lambda: bool(labelled(docker_client, "network")), timeout=120)
+    wait_for(lambda: bool({n.id for n in labelled(docker_client, "network")} - before), 120)
     proc.send_signal(signal.SIGINT)
     code, _, err = finish(proc, timeout=60)
     assert code in (0, 130), err

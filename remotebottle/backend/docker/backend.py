@@ -64,19 +64,22 @@ class LaunchOptions:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def _termination_as_interrupt() -> Iterator[None]:
+    """SIGTERM, and SIGHUP (the terminal went away), end a bottle like Ctrl-C does."""
+
     def interrupt(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -111,7 +114,7 @@ class DockerBottleBackend(BottleBackend):
         opts = options or LaunchOptions()
         bottle: Bottle | None = None
         try:
-            with _sigterm_as_interrupt():
+            with _termination_as_interrupt():
                 bottle = self._create(plan, opts)
                 yield bottle
         finally:

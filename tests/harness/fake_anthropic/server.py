@@ -2,15 +2,15 @@
 
 Standard library only (runs with a bare ``python3`` in a minimal container)::
 
-    python3 server.py --host 0.0.0.0 --port 8080 --record /tmp/requests.jsonl \
+    python3 server.py --host 0.0.0.0 --port 8080 --record /tmp/requests.jsonl \\
         --reply "Hello from the fake Messages API." --chunk-delay 0.05
 
 - ``POST /v1/messages``: always answers with the reply text and ``end_turn`` (tools are
   ignored), as Server-Sent Events when the body says ``"stream": true`` (the real API's
-  event sequence, flushed per event, one delay between text chunks) or as one JSON message.
+  event sequence, flushed per event, a delay between text chunks) or as one JSON message.
 - ``POST /v1/messages/count_tokens``: a rough token count.
-- ``GET /v1/models[/ID]``, ``HEAD``/``GET /`` and ``/api/hello`` (Claude Code's connectivity
-  probe): small successful answers.
+- ``GET /v1/models[/ID]``, ``HEAD``/``GET`` ``/`` and ``/api/hello`` (Claude Code's
+  connectivity probe): small successful answers.
 - ``GET /_requests``: every recorded request as a JSON list; ``DELETE /_requests`` clears it.
 - Anything else: 404 in Anthropic's error shape.
 
@@ -35,11 +35,11 @@ DEFAULT_MODEL = "claude-sonnet-4-5"
 
 
 def split_chunks(text: str, parts: int = 4) -> list[str]:
-    """Split ``text`` into up to ``parts`` non-empty chunks on word boundaries."""
+    """Split ``text`` into at most ``parts`` chunks on word boundaries; they join back to it."""
     words = text.split(" ")
-    size = max(1, -(-len(words) // parts))
+    size = -(-len(words) // parts)
     groups = [" ".join(words[i : i + size]) for i in range(0, len(words), size)]
-    return [g if i == 0 else " " + g for i, g in enumerate(groups)] or [""]
+    return [g if i == 0 else " " + g for i, g in enumerate(groups)]
 
 
 def rough_tokens(value: Any) -> int:
@@ -54,6 +54,20 @@ def usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }
+
+
+def reply_text(body: dict[str, Any], reply: str) -> str:
+    """The reply, or for a structured-output request (Claude Code's session-title call, with
+    ``output_config.format`` a ``json_schema``) a JSON object with the reply in each string."""
+    fmt = (body.get("output_config") or {}).get("format") or {}
+    if fmt.get("type") != "json_schema":
+        return reply
+    props = (fmt.get("schema") or {}).get("properties") or {}
+    return json.dumps({k: reply for k, v in props.items() if v.get("type") == "string"})
+
+
+def error_body(kind: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": kind, "message": message}}
 
 
 class FakeAnthropicServer(ThreadingHTTPServer):
@@ -90,22 +104,18 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         sys.stderr.write(f"fake-anthropic: {format % args}\n")
 
-    # -- plumbing -----------------------------------------------------------------------
-
-    def read_body(self) -> tuple[Any, bool]:
-        """The JSON body (None when empty) and whether it parsed; raw text if it did not."""
+    def read_request(self) -> tuple[str, Any, bool]:
+        """Path without query, JSON body (raw text if unparsable, None if empty), parsed ok."""
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
-        if not raw:
-            return None, True
-        try:
-            return json.loads(raw), True
-        except ValueError:
-            return raw.decode("utf-8", "replace"), False
-
-    def handle_any(self) -> tuple[str, Any, bool]:
+        body: Any = None
+        ok = True
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body, ok = raw.decode("utf-8", "replace"), False
         path = self.path.split("?", 1)[0]
-        body, ok = self.read_body()
         if path != "/_requests":
             self.server.record(
                 {
@@ -128,13 +138,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
-    def send_error_json(self, status: int, kind: str, message: str) -> None:
-        self.send_json(status, {"type": "error", "error": {"type": kind, "message": message}})
-
-    # -- verbs --------------------------------------------------------------------------
-
     def do_GET(self) -> None:
-        path, _, _ = self.handle_any()
+        path, _, _ = self.read_request()
         if path == "/_requests":
             with self.server.lock:
                 self.send_json(200, list(self.server.requests))
@@ -142,98 +147,81 @@ class Handler(BaseHTTPRequestHandler):
             self.send_json(200, {"ok": True})
         elif path == "/v1/models":
             model = model_info(DEFAULT_MODEL)
-            self.send_json(
-                200,
-                {
-                    "data": [model],
-                    "has_more": False,
-                    "first_id": model["id"],
-                    "last_id": model["id"],
-                },
-            )
+            page = {"data": [model], "has_more": False}
+            self.send_json(200, {**page, "first_id": model["id"], "last_id": model["id"]})
         elif path.startswith("/v1/models/"):
             self.send_json(200, model_info(path.rsplit("/", 1)[1]))
         else:
-            self.send_error_json(404, "not_found_error", f"Not found: {self.command} {path}")
+            self.send_json(404, error_body("not_found_error", f"Not found: {self.command} {path}"))
 
     do_HEAD = do_GET
 
     def do_POST(self) -> None:
-        path, body = self.handle_any()
-        if path == "/v1/messages/count_tokens":
-            self.send_json(200, {"input_tokens": rough_tokens(body)})
+        path, body, ok = self.read_request()
+        if path == "/_requests" and self.command == "DELETE":
+            with self.server.lock:
+                self.server.requests.clear()
+            self.send_json(200, {"ok": True})
+        elif path in ("/v1/messages", "/v1/messages/count_tokens") and not (
+            ok and isinstance(body, dict)
+        ):
+            self.send_json(400, error_body("invalid_request_error", "body: not a JSON object"))
+        elif path == "/v1/messages/count_tokens":
+            self.send_json(200, {"input_tokens": rough_tokens(body.get("messages"))})
+        elif path == "/v1/messages" and body.get("stream"):
+            self.stream_message(body)
         elif path == "/v1/messages":
-            if not isinstance(body, dict) or "_raw" in body:
-                self.send_error_json(400, "invalid_request_error", "body must be a JSON object")
-                self.stream_message(body)
-            else:
-                self.send_json(200, self.message(body, self.server.reply))
+            self.send_json(200, self.message(body))
         else:
-            self.send_error_json(404, "not_found_error", f"Not found: {self.command} {path}")
+            self.send_json(404, error_body("not_found_error", f"Not found: {self.command} {path}"))
 
     do_PUT = do_PATCH = do_DELETE = do_POST
 
-    # -- messages -----------------------------------------------------------------------
-
-    def message(self, body: dict[str, Any], text: str) -> dict[str, Any]:
+    def message(self, body: dict[str, Any]) -> dict[str, Any]:
+        text = reply_text(body, self.server.reply)
         return {
             "id": f"msg_fake_{uuid.uuid4().hex[:24]}",
             "type": "message",
             "role": "assistant",
             "model": str(body.get("model") or DEFAULT_MODEL),
-            "content": [{"type": "text", "text": text}] if text else [],
+            "content": [{"type": "text", "text": text}],
             "stop_reason": "end_turn",
             "stop_sequence": None,
             "usage": usage(rough_tokens(body.get("messages")), rough_tokens(text)),
         }
 
-    def event(self, name: str, data: dict[str, Any]) -> None:
-        payload = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+    def event(self, **data: Any) -> None:
+        """One SSE event (named after its ``type``) as one HTTP chunk, flushed at once."""
+        payload = f"event: {data['type']}\ndata: {json.dumps(data)}\n\n".encode()
         self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
         self.wfile.flush()
 
     def stream_message(self, body: dict[str, Any]) -> None:
-        text = self.server.reply
-        full = self.message(body, text)
-        start = {**full, "content": [], "stop_reason": None, "usage": {**full["usage"]}}
-        start["usage"]["output_tokens"] = 1
+        full = self.message(body)
+        start = {**full, "content": [], "stop_reason": None}
+        start["usage"] = {**full["usage"], "output_tokens": 1}
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("request-id", f"req_fake_{uuid.uuid4().hex[:20]}")
         self.end_headers()
-        self.event("message_start", {"type": "message_start", "message": start})
-        self.event(
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        )
-        self.event("ping", {"type": "ping"})
-        for i, chunk in enumerate(split_chunks(text)):
+        self.event(type="message_start", message=start)
+        self.event(type="content_block_start", index=0, content_block={"type": "text", "text": ""})
+        self.event(type="ping")
+        for i, chunk in enumerate(split_chunks(full["content"][0]["text"])):
             if i:
                 time.sleep(self.server.chunk_delay)
             self.event(
-                "content_block_delta",
-                {
-                    "type": "content_block_delta",
-                    "index": 0,
-                    "delta": {"type": "text_delta", "text": chunk},
-                },
+                type="content_block_delta", index=0, delta={"type": "text_delta", "text": chunk}
             )
-        self.event("content_block_stop", {"type": "content_block_stop", "index": 0})
+        self.event(type="content_block_stop", index=0)
         self.event(
-            "message_delta",
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                "usage": {"output_tokens": full["usage"]["output_tokens"]},
-            },
+            type="message_delta",
+            delta={"stop_reason": "end_turn", "stop_sequence": None},
+            usage={"output_tokens": full["usage"]["output_tokens"]},
         )
-        self.event("message_stop", {"type": "message_stop"})
+        self.event(type="message_stop")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
@@ -261,12 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     def stop(signum: int, frame: object) -> None:
+        # shutdown() waits for serve_forever() to return, so it cannot run on this thread.
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    host, port = server.server_address[:2]
-    print(f"fake-anthropic listening on {host}:{port}", flush=True)
+    print(f"fake-anthropic listening on {args.host}:{server.server_port}", flush=True)
     try:
         server.serve_forever(poll_interval=0.1)
     finally:

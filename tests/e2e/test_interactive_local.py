@@ -1,0 +1,114 @@
+"""The interactive session under tmux: typing, resize, detach, attach, exit status."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import require
+
+pytestmark = pytest.mark.e2e
+
+MANIFEST = {
+    "bottles": {"sealed": {"egress": {"enabled": False}}},
+    "agents": {"shell": {"bottle": "sealed"}},
+}
+
+
+class Tmux:
+    def __init__(self, name: str, workdir: Path) -> None:
+        self.name = name
+        self.workdir = workdir
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(
+            ["tmux", *args], capture_output=True, text=True, check=True, timeout=30
+        ).stdout
+
+    def start(self, command: str) -> None:
+        env = " ".join(
+            f"{k}={shlex.quote(v)}"
+            for k, v in os.environ.items()
+            if k
+            in ("HOME", "REMOTEBOTTLE_HOME", "REMOTEBOTTLE_EXTRA_CA_CERTS", "PATH", "DOCKER_HOST")
+        )
+        self.tmux(
+            "new-session",
+            "-d",
+            "-s",
+            self.name,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            "-c",
+            str(self.workdir),
+            f"env {env} {command}; echo EXITED=$?; sleep 600",
+        )
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", self.name, *keys)
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", self.name, "-S", "-200")
+
+    def wait_for(self, text: str, timeout: float = 180) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared; screen:\n{self.screen()}")
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True, check=False)
+
+
+@pytest.fixture
+def tmux(write_manifest: Callable[..., Path], agent_image: str) -> Iterator[Tmux]:
+    if shutil.which("tmux") is None:
+        require("tmux is not installed; run `make setup`")
+    project = write_manifest(MANIFEST).parent
+    session = Tmux(f"rbtest{os.getpid()}{int(time.monotonic() * 1000) % 100000}", project)
+    yield session
+    session.kill()
+
+
+RBOTTLE = f"{shlex.quote(sys.executable)} -m remotebottle"
+
+
+def test_typing_resize_detach_attach_and_exit_status(tmux: Tmux) -> None:
+    tmux.start(f"{RBOTTLE} start shell --yes -- bash --norc")
+    tmux.wait_for("bash-5.2$")
+    tmux.keys("echo typed-$((40+2))", "Enter")
+    tmux.wait_for("typed-42")
+
+    tmux.keys("stty size", "Enter")
+    tmux.wait_for("30 100")
+    tmux.tmux("resize-window", "-t", tmux.name, "-x", "90", "-y", "25")
+    time.sleep(0.5)
+    tmux.keys("clear; stty size", "Enter")
+    tmux.wait_for("25 90")
+
+    tmux.keys("C-p", "C-q")
+    screen = tmux.wait_for("EXITED=0")
+    assert "detached; the bottle keeps running: rbottle attach shell-" in screen
+    identity = screen.split("rbottle attach ")[1].split()[0]
+    tmux.kill()
+
+    tmux.start(f"{RBOTTLE} attach {identity}")
+    tmux.wait_for("bash-5.2$")
+    tmux.keys("echo back-$((1+1))", "Enter")
+    tmux.wait_for("back-2")
+    tmux.keys("exit 3", "Enter")
+    screen = tmux.wait_for("EXITED=3")
+    assert f"bottle {identity} ended (exit 3)" in screen
