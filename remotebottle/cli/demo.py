@@ -5,22 +5,44 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from remotebottle.cli.common import add_command, not_available
+from rich.markup import escape
+from rich.table import Table
+
+from remotebottle.cli import console
+from remotebottle.cli.common import add_command
+from remotebottle.demo import run_demo
 
 DESCRIPTION = """\
-Start a real bottle on the local engine and probe it, printing pass/fail:
-an allowlisted request passes, a host off the allowlist is refused, a request
-body carrying a fake credential is blocked by DLP, a direct connection without
-the proxy has no route, and a git push carrying a fake key is refused.
-Needs no credentials; everything the probes reach is started by the demo."""
+Start a real bottle on the local engine and probe it from inside, printing
+pass/fail: an allowlisted request passes, a host off the allowlist is refused,
+a request body carrying a fake credential is blocked by DLP, the cloud metadata
+address is refused, and a direct connection without the proxy has no route.
+
+Needs no credentials and no internet: the allowlisted upstream is a small
+server the demo starts itself. Everything is removed at the end. Exits 1 if
+any probe fails."""
 
 
 def register(sub: Any) -> None:
     parser = add_command(
         sub, "demo", help="watch a bottle refuse to leak a secret", description=DESCRIPTION
     )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run_command)
 
 
-def run(args: argparse.Namespace) -> int:
-    not_available("demo", "issue #4, the bottle on the local engine")
+def run_command(args: argparse.Namespace) -> int:
+    results = run_demo(progress=console.info)
+    table = Table("probe", "expected", "got", "", "what it shows")
+    for result in results:
+        mark = "[green]PASS[/]" if result.passed else "[red]FAIL[/]"
+        table.add_row(
+            escape(result.probe.name),
+            result.probe.expected,
+            escape(result.got),
+            mark,
+            escape(result.probe.meaning),
+        )
+    console.out.print(table)
+    failed = [r for r in results if not r.passed]
+    console.info(f"{len(results) - len(failed)}/{len(results)} probes behaved as a bottle should")
+    return 1 if failed else 0

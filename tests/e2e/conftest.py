@@ -22,6 +22,7 @@ import pytest
 
 from remotebottle import pins
 from remotebottle.backend.docker import labels as L
+from remotebottle.backend.docker.backend import BottleNetworks
 from remotebottle.backend.docker.images import build_agent_image
 from tests.integration.conftest import docker_client, require, skip_without_pipelock
 
@@ -86,9 +87,10 @@ class FakeApi:
             tar.addfile(info, io.BytesIO(script))
         self.container.put_archive("/srv", buffer.getvalue())
 
-    def join(self, network: str) -> None:
-        """Connect to `network` as fake-api, start, and wait until it answers."""
-        net = self.client.networks.get(network)
+    def join(self, networks: BottleNetworks) -> None:
+        """Connect to the network upstreams are reached on (the egress network when the
+        bottle has a proxy, else its internal one) as fake-api, start, wait for it."""
+        net = self.client.networks.get(networks.egress or networks.internal)
         self.client.api.disconnect_container_from_network(self.container.id, "none")
         net.connect(self.container, aliases=[FAKE_API_ALIAS])
         self.container.start()

@@ -199,7 +199,6 @@ def test_explicit_manifest_option(
         (["env", "vm1"], "issue #5"),
         (["hosts", "trust", "vm1"], "issue #5"),
         (["dashboard"], "issue #8"),
-        (["demo"], "issue #4"),
     ],
 )
 def test_unlanded_commands_say_so_and_fail(
@@ -219,6 +218,7 @@ def test_unlanded_commands_say_so_and_fail(
         ["list"],
         ["cleanup", "--yes"],
         ["attach", "impl-ab12c"],
+        ["demo"],
     ],
 )
 def test_engine_commands_without_an_engine_fail_cleanly(

@@ -43,6 +43,16 @@ HARDENING: dict[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privi
 
 
 @dataclass(frozen=True)
+class BottleNetworks:
+    """The bottle's network ids: `internal` holds the agent; `egress` is the proxy's way out."""
+
+    identity: str
+    agent: str
+    internal: str
+    egress: str | None
+
+
+@dataclass(frozen=True)
 class LaunchOptions:
     """How to launch, beyond the plan.
 
@@ -52,15 +62,15 @@ class LaunchOptions:
         trusted_hosts: allowlisted hosts that may resolve to private addresses
             (the demo's and the tests' own upstreams); empty in normal use.
         extra_env: non-secret env for the agent beyond the proxy settings.
-        before_agent_start: called with the internal network's name once it exists,
-            before the agent starts (tests attach their own upstreams there).
+        before_agent_start: called with the bottle's networks once they exist, before
+            the agent starts (the demo and the tests attach their own upstreams).
     """
 
     tty: bool = True
     transcript: bytes | None = None
     trusted_hosts: tuple[str, ...] = ()
     extra_env: tuple[tuple[str, str], ...] = ()
-    before_agent_start: Callable[[str], None] | None = None
+    before_agent_start: Callable[[BottleNetworks], None] | None = None
 
 
 @contextlib.contextmanager
@@ -137,8 +147,10 @@ class DockerBottleBackend(BottleBackend):
         env: dict[str, str] = {}
         ca_cert = b""
         proxy_id = None
+        outside = None
         if plan.images.egress:
-            ca_cert, proxy_id = self._start_proxy(plan, opts, agent_image, internal)
+            outside = self._network(f"rb-{ident}-egress", spec, internal=False)
+            ca_cert, proxy_id = self._start_proxy(plan, opts, agent_image, internal, outside)
             env = {
                 "HTTP_PROXY": egress.PROXY_URL,
                 "HTTPS_PROXY": egress.PROXY_URL,
@@ -148,7 +160,9 @@ class DockerBottleBackend(BottleBackend):
                 "no_proxy": "localhost,127.0.0.1",
             }
         if opts.before_agent_start:
-            opts.before_agent_start(internal.name)
+            opts.before_agent_start(
+                BottleNetworks(ident, spec.agent, internal.id, outside.id if outside else None)
+            )
 
         self._progress("starting the agent")
         agent = self._container(
@@ -157,7 +171,7 @@ class DockerBottleBackend(BottleBackend):
             name=f"rb-{ident}",
             hostname=ident,
             labels=L.labels(ident, spec.agent, L.ROLE_AGENT, spec.host),
-            network=internal.name,
+            network=internal.id,
             environment=env,
             tty=opts.tty,
             stdin_open=opts.tty,
@@ -192,13 +206,12 @@ class DockerBottleBackend(BottleBackend):
         return Bottle(identity=ident, agent_container=agent.id, plan=plan, extras=extras)
 
     def _start_proxy(
-        self, plan: BottlePlan, opts: LaunchOptions, agent_image: str, internal: Any
+        self, plan: BottlePlan, opts: LaunchOptions, agent_image: str, internal: Any, outside: Any
     ) -> tuple[bytes, str]:
-        """Start pipelock on the internal and an egress network; return (CA cert, id)."""
+        """Start pipelock on the internal and the egress network; return (CA cert, id)."""
         spec = plan.spec
         ident = spec.identity
         assert plan.images.egress
-        outside = self._network(f"rb-{ident}-egress", spec, internal=False)
         self._progress("starting the egress proxy")
         vault = Vault(self.client, ident, spec.agent, agent_image)
         vault.open()
@@ -218,7 +231,7 @@ class DockerBottleBackend(BottleBackend):
             egress.pipelock_command(),
             name=f"rb-{ident}-egress",
             labels=L.labels(ident, spec.agent, L.ROLE_EGRESS, spec.host),
-            network=outside.name,
+            network=outside.id,
             volumes={vault.volume: {"bind": egress.CONFIG_DIR, "mode": "ro"}},
             read_only=True,
             mem_limit="256m",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tarfile
 from collections.abc import Callable
 from importlib import resources
@@ -122,9 +123,9 @@ def build_agent_image(client: docker.DockerClient, progress: Progress) -> str:
             if "error" in chunk:
                 raise BottleError(
                     f"building {ref} failed: {str(chunk['error']).strip()}",
-                    hint="last build output: " + " | ".join(tail[-5:]),
+                    hint=_build_hint(tail),
                 )
-            line = str(chunk.get("stream", "")).strip()
+            line = _ANSI.sub("", str(chunk.get("stream", ""))).strip()
             if line:
                 tail.append(line)
                 if line.startswith("Step "):
@@ -132,6 +133,19 @@ def build_agent_image(client: docker.DockerClient, progress: Progress) -> str:
     except docker.errors.DockerException as exc:
         raise EngineError(f"building {ref} failed: {exc}") from None
     return ref
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _build_hint(tail: list[str]) -> str:
+    text = " | ".join(line for line in tail[-6:] if line)
+    if "certificate" in text and not os.environ.get(EXTRA_CA_ENV):
+        return (
+            f"behind a TLS-inspecting proxy? set {EXTRA_CA_ENV}=/path/to/its-ca.pem "
+            "(e.g. /etc/ssl/certs/ca-certificates.crt) and retry"
+        )
+    return f"last build output: {text[-400:]}"
 
 
 def ensure_pulled(client: docker.DockerClient, ref: str, progress: Progress) -> None:
@@ -145,6 +159,6 @@ def ensure_pulled(client: docker.DockerClient, ref: str, progress: Progress) -> 
     except docker.errors.DockerException as exc:
         raise EngineError(
             f"could not pull {ref}: {str(exc).splitlines()[0][:200]}",
-            hint="no registry reachable? seed the engine offline: `make setup` "
-            "(builds the pinned images from package registries)",
+            hint=f"no registry reachable? copy it from a machine that has it: "
+            f"`docker save {ref} | docker load` (or over ssh), then retry",
         ) from None

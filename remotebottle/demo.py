@@ -1,0 +1,144 @@
+"""`rbottle demo`: a real bottle on the local engine, probed from inside.
+
+The demo starts its own small upstream (so it needs no credentials and no
+internet), allowlists it, and runs probes in the agent container. Each probe
+says what a hostile agent tries and whether the bottle refused it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import docker
+import docker.errors
+
+from remotebottle.backend.docker import labels as L
+from remotebottle.backend.docker.backend import (
+    BottleNetworks,
+    DockerBottleBackend,
+    LaunchOptions,
+)
+from remotebottle.backend.docker.images import build_agent_image
+from remotebottle.backend.spec import BottleSpec, Command
+from remotebottle.errors import EngineError
+from remotebottle.hosts.local import connect_local_engine
+from remotebottle.state import mint_identity
+
+UPSTREAM = "demo-upstream"
+UPSTREAM_URL = f"http://{UPSTREAM}:8000/"
+CURL = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-m", "10"]
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    argv: list[str]
+    expected: str  # the HTTP status that means the bottle behaved
+    meaning: str
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    probe: Probe
+    got: str
+
+    @property
+    def passed(self) -> bool:
+        return self.got == self.probe.expected
+
+
+def fake_aws_key() -> str:
+    """An AWS-access-key-shaped string, fresh each run (never a real credential)."""
+    return "AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(16))
+
+
+def probes() -> list[Probe]:
+    leak = f"aws_access_key_id={fake_aws_key()}&aws_secret_access_key={secrets.token_hex(20)}"
+    return [
+        Probe(
+            "allowlisted host",
+            [*CURL, UPSTREAM_URL],
+            "200",
+            "the demo's own upstream is on the allowlist: the request passes",
+        ),
+        Probe(
+            "host not on the allowlist",
+            [*CURL, "http://example.com/"],
+            "403",
+            "the egress proxy refuses hosts the manifest did not grant",
+        ),
+        Probe(
+            "secret in a request body",
+            [*CURL, "-X", "POST", "--data", leak, UPSTREAM_URL],
+            "403",
+            "DLP blocks a body carrying an AWS-style key, even to an allowed host",
+        ),
+        Probe(
+            "cloud metadata address",
+            [*CURL, "http://169.254.169.254/latest/meta-data/"],
+            "403",
+            "SSRF protection refuses link-local and metadata addresses",
+        ),
+        Probe(
+            "direct connection, no proxy",
+            [*CURL, "--noproxy", "*", UPSTREAM_URL],
+            "000",
+            "the agent's network is internal: without the proxy there is no route",
+        ),
+    ]
+
+
+def run_demo(progress: Progress) -> list[ProbeResult]:
+    """Start the bottle and its upstream, run every probe, tear everything down."""
+    client = connect_local_engine()
+    backend = DockerBottleBackend(client, progress)
+    identity = mint_identity("demo")
+    spec = BottleSpec(
+        identity=identity,
+        agent="demo",
+        bottle="demo",
+        command=Command(mode="exec", argv=("sleep", "infinity")),
+        egress_allowlist=(UPSTREAM,),
+    )
+    agent_image = build_agent_image(client, progress)
+
+    def start_upstream(networks: BottleNetworks) -> None:
+        _start_upstream(client, agent_image, networks)
+
+    options = LaunchOptions(tty=False, trusted_hosts=(UPSTREAM,), before_agent_start=start_upstream)
+    with backend.launch(backend.prepare(spec), options) as bottle:
+        backend.release(bottle)
+        progress("probing from inside the bottle")
+        container = client.containers.get(bottle.agent_container)
+        results = []
+        for probe in probes():
+            output = container.exec_run(probe.argv, user="1000").output
+            text = output.decode(errors="replace") if isinstance(output, bytes) else ""
+            results.append(ProbeResult(probe, text.strip()[-3:] or "000"))
+    return results
+
+
+def _start_upstream(client: docker.DockerClient, image: str, networks: BottleNetworks) -> None:
+    """The demo's allowlisted upstream, on the proxy's side; removed with the bottle."""
+    assert networks.egress, "the demo bottle has an egress proxy"
+    try:
+        client.containers.run(
+            image,
+            ["-m", "http.server", "8000", "--directory", "/home/agent"],
+            entrypoint=["python3"],
+            name=f"rb-{networks.identity}-upstream",
+            detach=True,
+            user="1000",
+            labels=L.labels(networks.identity, networks.agent, "demo-upstream"),
+            network=networks.egress,
+            networking_config={
+                networks.egress: client.api.create_endpoint_config(aliases=[UPSTREAM])
+            },
+        )
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"could not start the demo's upstream: {exc}") from None

@@ -1,0 +1,161 @@
+"""Pure parts of the Docker backend: pipelock config, the egress CA, provisioning, images."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shlex
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from pydantic import SecretStr
+
+from remotebottle.backend.docker import egress, provision
+from remotebottle.backend.docker.images import EXTRA_CA_ENV, agent_image, extra_ca_certs
+from remotebottle.backend.spec import BottleSpec, Command, Secretish
+from remotebottle.demo import fake_aws_key, probes
+from remotebottle.errors import BottleError
+
+pytestmark = pytest.mark.unit
+
+
+def spec(**kwargs: object) -> BottleSpec:
+    fields: dict[str, object] = {"identity": "t-abcde", "agent": "t", "bottle": "b"}
+    fields.update(kwargs)
+    return BottleSpec(**fields)  # type: ignore[arg-type]
+
+
+def test_pipelock_config_is_strict_and_blocks() -> None:
+    config = json.loads(egress.pipelock_config(["a.test", "b.test"], trusted=["b.test", "evil"]))
+    assert config["mode"] == "strict"
+    assert config["api_allowlist"] == ["a.test", "b.test"]
+    assert config["trusted_domains"] == ["b.test"]  # only allowlisted hosts may be trusted
+    assert config["forward_proxy"]["enabled"] is True
+    assert config["forward_proxy"]["max_tunnel_seconds"] >= 3600
+    body = config["request_body_scanning"]
+    assert (body["enabled"], body["action"], body["scan_headers"]) == (True, "block", True)
+    assert config["dlp"]["include_defaults"] is True
+    assert config["tls_interception"]["enabled"] is True
+    assert config["tls_interception"]["ca_key"] == egress.CA_KEY_PATH
+    assert "internal" not in config  # pipelock's default SSRF ranges stay in force
+    assert config["fetch_proxy"]["listen"].endswith(f":{egress.PROXY_PORT}")
+
+
+def test_egress_ca_is_a_fresh_ecdsa_p256_ca() -> None:
+    first, second = egress.make_ca("t-abcde"), egress.make_ca("t-abcde")
+    assert first.key_pem != second.key_pem
+    cert = x509.load_pem_x509_certificate(first.cert_pem)
+    key = load_pem_private_key(first.key_pem, password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    assert isinstance(key.curve, ec.SECP256R1)
+    assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
+    assert "t-abcde" in cert.subject.rfc4514_string()
+
+
+def test_env_file_quotes_every_value_for_the_shell(tmp_path: Path) -> None:
+    nasty = 'it\'s $(rm -rf /) `x` "q" \\ \n newline'
+    data = provision.env_file(
+        spec(env={"A": Secretish("literal", SecretStr(nasty))}), {"B": "plain"}
+    )
+    script = tmp_path / "env"
+    script.write_bytes(data)
+    out = subprocess.run(
+        ["sh", "-c", f'. {shlex.quote(str(script))}; printf %s "$A"'],
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    assert out == nasty
+
+
+def test_env_file_refuses_unresolved_values() -> None:
+    with pytest.raises(ValueError, match="not resolved"):
+        provision.env_file(spec(env={"A": Secretish("asked at start")}), {})
+
+
+@pytest.mark.parametrize(
+    ("command", "prompt", "resume", "expected"),
+    [
+        (Command(), None, False, ["claude"]),
+        (Command(mode="print", prompt="go"), None, False, ["claude", "-p", "go"]),
+        (
+            Command(),
+            "be nice",
+            True,
+            ["claude", "--continue", "--append-system-prompt-file", provision.PROMPT_PATH],
+        ),
+        (Command(mode="exec", argv=("sh", "-c", "x")), "ignored", True, ["sh", "-c", "x"]),
+    ],
+)
+def test_agent_command(
+    command: Command, prompt: str | None, resume: bool, expected: list[str]
+) -> None:
+    assert provision.agent_command(spec(command=command, prompt=prompt), resume=resume) == expected
+
+
+def read_tar(data: bytes) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return {m.name: m for m in tar.getmembers()}
+
+
+def test_home_archive_holds_skills_prompt_and_onboarding(tmp_path: Path) -> None:
+    skill = tmp_path / "greet"
+    skill.mkdir()
+    (skill / "SKILL.md").write_text("hi")
+    members = read_tar(provision.home_archive(spec(skills=(skill,), prompt="p")))
+    assert {".claude.json", ".claude/skills/greet/SKILL.md", ".claude/rbottle-prompt.md"} <= set(
+        members
+    )
+    assert all(m.uid == provision.AGENT_UID for m in members.values())
+
+
+def test_workdir_copy_respects_gitignore(tmp_path: Path) -> None:
+    (tmp_path / "keep.py").write_text("x")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "big.bin").write_text("x")
+    (tmp_path / ".gitignore").write_text("out/\n")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    names = set(read_tar(provision.workdir_archive(tmp_path)))
+    assert "./keep.py" in names and "./.gitignore" in names
+    assert not any("big.bin" in n or n.startswith("./.git/") for n in names)
+
+
+def test_trust_bundle_appends_the_egress_ca() -> None:
+    members = read_tar(provision.trust_bundle_archive(b"EXISTING\n", b"EGRESS"))
+    assert set(members) == {"ca-certificates.crt"}
+
+
+def test_agent_image_tag_follows_its_inputs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(EXTRA_CA_ENV, raising=False)
+    plain = agent_image()
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    monkeypatch.setenv(EXTRA_CA_ENV, str(ca))
+    assert agent_image() != plain
+    assert agent_image().startswith("remotebottle/agent:cc-")
+
+
+def test_extra_ca_errors_are_clear(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(EXTRA_CA_ENV, str(tmp_path / "missing.pem"))
+    with pytest.raises(BottleError, match="cannot read"):
+        extra_ca_certs()
+    (tmp_path / "junk.pem").write_text("not a cert")
+    monkeypatch.setenv(EXTRA_CA_ENV, str(tmp_path / "junk.pem"))
+    with pytest.raises(BottleError, match="no PEM certificate"):
+        extra_ca_certs()
+
+
+def test_demo_probes_use_a_fresh_aws_shaped_key() -> None:
+    keys = {fake_aws_key() for _ in range(20)}
+    assert len(keys) == 20
+    assert all(re.fullmatch(r"AKIA[A-Z2-7]{16}", k) for k in keys)
+    names = [p.name for p in probes()]
+    assert len(names) == 5 and len(set(names)) == 5
+    assert {p.expected for p in probes()} == {"200", "403", "000"}
