@@ -73,6 +73,10 @@ class LaunchOptions:
     before_agent_start: Callable[[BottleNetworks], None] | None = None
 
 
+# How long an interrupted launch keeps sweeping for objects whose create was still in flight.
+_SETTLE_SECONDS = 2.0
+
+
 @contextlib.contextmanager
 def _termination_as_interrupt() -> Iterator[None]:
     """SIGTERM, and SIGHUP (the terminal went away), end a bottle like Ctrl-C does."""
@@ -131,7 +135,7 @@ class DockerBottleBackend(BottleBackend):
             if bottle is None or not bottle.keep:
                 with _no_interrupts():
                     self._progress(f"removing bottle {plan.spec.identity}")
-                    self.teardown(plan.spec.identity)
+                    self.teardown(plan.spec.identity, settle=bottle is None)
 
     def _create(self, plan: BottlePlan, opts: LaunchOptions) -> Bottle:
         spec = plan.spec
@@ -322,9 +326,19 @@ class DockerBottleBackend(BottleBackend):
 
     # -- finding and removing ------------------------------------------------
 
-    def teardown(self, identity: str) -> None:
-        """Remove every container, network and volume labelled with `identity`."""
+    def teardown(self, identity: str, *, settle: bool = False) -> None:
+        """Remove every container, network and volume labelled with `identity`.
+
+        `settle` is for a launch interrupted mid-way: a create request the client gave up on
+        may still complete in the engine after the first sweep, so sweep until it stays empty.
+        """
         leaked = self._remove_all(L.owned_filter(identity), running_too=True)
+        deadline = time.monotonic() + _SETTLE_SECONDS
+        while settle and not leaked and time.monotonic() < deadline:
+            time.sleep(0.25)
+            if self._collect(L.owned_filter(identity), running_too=True).empty:
+                continue
+            leaked = self._remove_all(L.owned_filter(identity), running_too=True)
         if leaked:
             raise TeardownError(
                 f"could not remove {', '.join(leaked)}",
