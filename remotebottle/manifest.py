@@ -230,6 +230,11 @@ class SshHost(_HostBase):
     identity_file: str | None = None
     docker_socket: str = "/var/run/docker.sock"
     connect_timeout: float = Field(default=15.0, gt=0, le=600)
+    images: Literal["ship", "build"] = Field(
+        default="ship",
+        description="ship: build or find images here and send them over SSH (the VM needs no "
+        "registry); build: build and pull them on the VM.",
+    )
 
 
 class _CloudHost(_HostBase):

@@ -1,8 +1,8 @@
-"""Running bottles on the local engine: start, attach, resume; and list, cleanup.
+"""Running bottles: start, attach, resume; and list, cleanup.
 
-This is the use-case layer: it joins the manifest, the local engine, the
-backend, the session and the state directory. Remote hosts join here too once
-they land (the backend itself stays unaware of them).
+This is the use-case layer: it joins the manifest, the engine (local, or a VM's
+through the SSH tunnel), the backend, the session and the state directory. The
+backend itself stays unaware of hosts.
 """
 
 from __future__ import annotations
@@ -19,12 +19,16 @@ from remotebottle.backend.base import Bottle, BottleInfo, CleanupPlan
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.docker.labels import IDENTITY, ROLE, ROLE_AGENT
 from remotebottle.backend.spec import BottlePlan
-from remotebottle.errors import BottleError, NotAvailableYet
+from remotebottle.errors import BottleError
+from remotebottle.hosts.engine import Consent, open_engine
 from remotebottle.hosts.local import connect_local_engine
+from remotebottle.hosts.resolve import HostTarget, resolve_host
 from remotebottle.launch import StartPlan, StartRequest
-from remotebottle.manifest import Manifest
+from remotebottle.manifest import Manifest, default_paths, load
+from remotebottle.remote_images import place_images
 from remotebottle.resolve import build_spec
 from remotebottle.session import SessionEnd, attach_tty, stream_output
+from remotebottle.transport.ship import ShipProgress
 from remotebottle.values import Prompter, ask_no_echo
 
 Progress = Callable[[str], None]
@@ -37,13 +41,8 @@ class Outcome:
     detached: bool = False
 
 
-def _require_local(start: StartPlan) -> None:
-    if not start.host.is_local:
-        raise NotAvailableYet(
-            f"running on `--host {start.host.name}` is not available in this version yet: "
-            "it lands with issue #5, remote hosts over SSH",
-            hint="drop --host to run on the local engine",
-        )
+def _refuse(_question: str) -> bool:
+    return False
 
 
 def wants_tty(plan: BottlePlan) -> bool:
@@ -59,12 +58,16 @@ def start(
     preview: StartPlan,
     *,
     progress: Progress,
+    consent: Consent = _refuse,
     prompter: Prompter = ask_no_echo,
     manifest_file: Path | None = None,
     transcript: bytes | None = None,
+    on_ship: Callable[[ShipProgress], None] | None = None,
 ) -> Outcome:
-    """Resolve secrets, launch the previewed plan, stream the session, end it cleanly."""
-    _require_local(preview)
+    """Resolve secrets, launch the previewed plan, stream the session, end it cleanly.
+
+    `consent` is asked before changing a host (installing Docker on it).
+    """
     spec = build_spec(
         manifest,
         request.agent,
@@ -75,31 +78,32 @@ def start(
         resolve_secrets=True,
         prompter=prompter,
     )
-    client = connect_local_engine()
-    backend = DockerBottleBackend(client, progress)
-    plan = backend.prepare(spec)
-    if plan.spec.command.mode == "interactive" and not sys.stdin.isatty():
-        raise BottleError(
-            "an interactive session needs a terminal",
-            hint="use -p PROMPT or `-- CMD` from scripts",
+    with open_engine(preview.host, progress=progress, consent=consent) as engine:
+        backend = DockerBottleBackend(engine.client, progress)
+        plan = backend.prepare(spec)
+        if plan.spec.command.mode == "interactive" and not sys.stdin.isatty():
+            raise BottleError(
+                "an interactive session needs a terminal",
+                hint="use -p PROMPT or `-- CMD` from scripts",
+            )
+        place_images(engine, plan, progress=progress, on_ship=on_ship)
+        meta = state.Metadata(
+            identity=spec.identity,
+            agent=spec.agent,
+            host=spec.host,
+            started_at=state.now(),
+            cwd=str(request.cwd) if request.cwd else str(Path.cwd()),
+            copy_cwd=request.cwd is not None,
+            manifest=str(manifest_file) if manifest_file else None,
         )
-    meta = state.Metadata(
-        identity=spec.identity,
-        agent=spec.agent,
-        host=spec.host,
-        started_at=state.now(),
-        cwd=str(request.cwd) if request.cwd else str(Path.cwd()),
-        copy_cwd=request.cwd is not None,
-        manifest=str(manifest_file) if manifest_file else None,
-    )
-    state.write_metadata(meta)
-    tty = wants_tty(plan)
-    with backend.launch(plan, LaunchOptions(tty=tty, transcript=transcript)) as bottle:
-        progress(f"bottle {spec.identity} is up")
-        end = _session(backend, client, bottle, tty=tty, redraw=False)
-        bottle.keep = end.detached
-        if not end.detached:
-            _save(backend, bottle.agent_container, meta)
+        state.write_metadata(meta)
+        tty = wants_tty(plan)
+        with backend.launch(plan, LaunchOptions(tty=tty, transcript=transcript)) as bottle:
+            progress(f"bottle {spec.identity} is up on {engine.host.name}")
+            end = _session(backend, engine.client, bottle, tty=tty, redraw=False)
+            bottle.keep = end.detached
+            if not end.detached:
+                _save(backend, bottle.agent_container, meta)
     return Outcome(spec.identity, end.exit_code, end.detached)
 
 
@@ -129,26 +133,43 @@ def _save(backend: DockerBottleBackend, container_id: str, meta: state.Metadata)
     state.write_metadata(replace(meta, ended_at=state.now()))
 
 
-def attach(identity: str, *, progress: Progress) -> Outcome:
-    """Return to a running bottle on the local engine; end it when its agent exits."""
+def attach(identity: str, *, progress: Progress, consent: Consent = _refuse) -> Outcome:
+    """Return to a running bottle wherever it runs; end it when its agent exits."""
     state.parse_identity(identity)
-    client = connect_local_engine()
-    backend = DockerBottleBackend(client, progress)
-    containers = client.containers.list(
-        all=True, filters={"label": [f"{IDENTITY}={identity}", f"{ROLE}={ROLE_AGENT}"]}
-    )
-    if not containers or containers[0].status != "running":
-        raise BottleError(
-            f"no running bottle {identity} on the local engine",
-            hint="`rbottle list` shows bottles; `rbottle resume` relaunches an ended one",
+    host = _host_of(identity)
+    with open_engine(host, progress=progress, consent=consent) as engine:
+        client = engine.client
+        backend = DockerBottleBackend(client, progress)
+        containers = client.containers.list(
+            all=True, filters={"label": [f"{IDENTITY}={identity}", f"{ROLE}={ROLE_AGENT}"]}
         )
-    container = containers[0]
-    end = attach_tty(client, str(container.id), redraw=True)
-    if not end.detached:
-        if _has_state(identity):
-            _save(backend, str(container.id), state.read_metadata(identity))
-        backend.teardown(identity)
+        if not containers or containers[0].status != "running":
+            raise BottleError(
+                f"no running bottle {identity} on {host.name}",
+                hint="`rbottle list` shows bottles; `rbottle resume` relaunches an ended one",
+            )
+        container = containers[0]
+        end = attach_tty(client, str(container.id), redraw=True)
+        if not end.detached:
+            if _has_state(identity):
+                _save(backend, str(container.id), state.read_metadata(identity))
+            backend.teardown(identity)
     return Outcome(identity, end.exit_code, end.detached)
+
+
+def _host_of(identity: str) -> HostTarget:
+    """Where a bottle was started, from its state (the local engine when there is none)."""
+    if not _has_state(identity):
+        return resolve_host(None, Manifest())
+    meta = state.read_metadata(identity)
+    return resolve_host(meta.host, manifest_of(meta))
+
+
+def manifest_of(meta: state.Metadata) -> Manifest:
+    """The manifest a bottle was started from: the home file and its project file."""
+    if meta.manifest:
+        return load([*default_paths()[:1], Path(meta.manifest)])
+    return load(default_paths(cwd=Path(meta.cwd)) if meta.cwd else default_paths()[:1])
 
 
 def _has_state(identity: str) -> bool:

@@ -1,12 +1,15 @@
 """`rbottle`: the command line. Parses, calls one use-case function, renders.
 
 `main` is the only place that prints errors: one `error:` line per problem, a
-`hint:` line, a non-zero exit, and a traceback only with `--debug`.
+`hint:` line, a non-zero exit, and a traceback only with `--debug`. Log records
+reach stderr from WARNING up (paramiko's own chatter not at all) unless `--debug`,
+which shows everything from DEBUG up.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
@@ -74,11 +77,33 @@ def split_exec(argv: Sequence[str]) -> tuple[list[str], list[str] | None]:
     return args[:index], args[index + 1 :]
 
 
+class _LogFormatter(logging.Formatter):
+    def __init__(self, debug: bool) -> None:
+        super().__init__("%(asctime)s %(name)s %(levelname)s: %(message)s" if debug else None)
+        self.debug = debug
+
+    def format(self, record: logging.LogRecord) -> str:
+        if self.debug:
+            return super().format(record)
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def configure_logging(debug: bool) -> None:
+    """Log records on stderr: WARNING and up, but none of paramiko's (it logs failed
+    channel opens and dropped connections as errors; the caller reports what matters);
+    everything with --debug. Handlers the process already has (pytest's) are kept."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormatter(debug))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
+    logging.getLogger("paramiko").setLevel(logging.NOTSET if debug else logging.CRITICAL + 1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_in, exec_argv = split_exec(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(args_in)
     debug = bool(getattr(args, "debug", False))
+    configure_logging(debug)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)

@@ -14,7 +14,8 @@ Attach this terminal to the agent of a running bottle, after a detach (Ctrl-P
 Ctrl-Q) or a dropped connection. The bottle keeps running while detached.
 
 IDENTITY is what `rbottle start` printed, e.g. implementer-k3x9q; `rbottle list`
-shows every bottle and where it runs."""
+shows every bottle and where it runs. A bottle on a remote host is reached the
+way it was started (same host, through a fresh SSH tunnel)."""
 
 
 def register(sub: Any) -> None:

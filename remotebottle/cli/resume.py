@@ -6,11 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from remotebottle import manifest, run, state
+from remotebottle import run, state
 from remotebottle.cli import console
 from remotebottle.cli.common import add_command, confirm_or_stop, report_outcome
 from remotebottle.cli.preflight import render_preflight
 from remotebottle.cli.start import command_from
+from remotebottle.cli.transfer import render_ship_progress
 from remotebottle.launch import StartRequest, plan_start
 
 DESCRIPTION = """\
@@ -44,10 +45,7 @@ def register(sub: Any) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     meta = state.read_metadata(args.identity)
-    paths = manifest.default_paths()[:1]
-    if meta.manifest:
-        paths.append(Path(meta.manifest))
-    loaded = manifest.load(paths)
+    loaded = run.manifest_of(meta)
     request = StartRequest(
         agent=meta.agent,
         host=meta.host,
@@ -63,6 +61,8 @@ def run_command(args: argparse.Namespace) -> int:
         request,
         preview,
         progress=console.info,
+        consent=lambda question: args.yes or console.confirm(question),
+        on_ship=render_ship_progress(console.err),
         manifest_file=Path(meta.manifest) if meta.manifest else None,
         transcript=run.saved_transcript(args.identity),
     )

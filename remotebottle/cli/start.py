@@ -18,6 +18,7 @@ from remotebottle.cli.common import (
     report_outcome,
 )
 from remotebottle.cli.preflight import render_preflight
+from remotebottle.cli.transfer import render_ship_progress
 from remotebottle.errors import UsageError
 from remotebottle.launch import StartRequest, plan_start
 
@@ -122,6 +123,8 @@ def run_command(args: argparse.Namespace) -> int:
         request,
         preview,
         progress=console.info,
+        consent=lambda question: args.yes or console.confirm(question),
+        on_ship=render_ship_progress(console.err),
         manifest_file=project_manifest(args),
     )
     return report_outcome(outcome)

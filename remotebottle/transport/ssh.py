@@ -1,10 +1,11 @@
 """One SSH connection to one host (paramiko), checked strictly, kept alive tolerantly.
 
 Settings come from the host entry first, then `~/.ssh/config` (HostName, Port, User,
-IdentityFile, IdentitiesOnly, ProxyJump, ProxyCommand, HostKeyAlias, UserKnownHostsFile),
-then OpenSSH's defaults. Keys come from ssh-agent and identity files. Host keys are checked
-against known_hosts (plain, hashed, `@revoked`) or a key pinned by the caller; unknown and
-changed keys are refused, never added. Every failure is a one-line `ConnectError`.
+IdentityFile, IdentitiesOnly, ProxyJump, ProxyCommand, HostKeyAlias, UserKnownHostsFile,
+HashKnownHosts), then OpenSSH's defaults. Host keys are checked (`known_hosts`) against
+known_hosts files or a key pinned by the caller; unknown and changed keys are refused, never
+added. Keys to log in with come from ssh-agent and identity files (`ssh_auth`). Every failure
+is a one-line `ConnectError`.
 
 paramiko cannot open `direct-streamlocal@openssh.com` channels (paramiko #544): `_Transport`
 adds them by appending the three type-specific fields to the CHANNEL_OPEN message paramiko
@@ -13,10 +14,7 @@ builds for an unknown channel type, so all of paramiko's channel bookkeeping is 
 
 from __future__ import annotations
 
-import base64
 import getpass
-import hashlib
-import hmac
 import logging
 import os
 import re
@@ -33,13 +31,14 @@ from paramiko.message import Message
 
 from remotebottle.errors import ConnectError, HostError
 from remotebottle.manifest import SshHost
+from remotebottle.transport.known_hosts import host_name, load_known, prefer, verify_host_key
+from remotebottle.transport.ssh_auth import authenticate
 
 log = logging.getLogger(__name__)
 
 STREAMLOCAL = "direct-streamlocal@openssh.com"
 KEEPALIVE_INTERVAL = 15.0
 KEEPALIVE_COUNT_MAX = 4
-DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 _MSG_CHANNEL_OPEN = 90
 
 
@@ -95,6 +94,7 @@ class SshTarget:
     host_key_alias: str | None
     known_hosts_files: tuple[str, ...]
     connect_timeout: float
+    hash_known_hosts: bool = False
 
     @property
     def label(self) -> str:
@@ -107,6 +107,11 @@ class SshTarget:
         if self.host_key_alias:
             return self.host_key_alias
         return host_name(self.hostname, self.port)
+
+    @property
+    def user_known_hosts(self) -> Path:
+        """Where a newly trusted key goes: the first UserKnownHostsFile, as OpenSSH does."""
+        return Path(self.known_hosts_files[0])
 
 
 def resolve_target(
@@ -145,6 +150,7 @@ def resolve_target(
         host_key_alias=str(cfg["hostkeyalias"]) if cfg.get("hostkeyalias") else None,
         known_hosts_files=tuple(dict.fromkeys(os.path.expanduser(p) for p in kh_files)),
         connect_timeout=float(entry.connect_timeout),
+        hash_known_hosts=str(cfg.get("hashknownhosts", "no")).lower() == "yes",
     )
 
 
@@ -213,7 +219,7 @@ class SshConnection:
             sock = self._open_socket(deadline, limit)
             transport = self._handshake(sock, deadline, limit)
             try:
-                _authenticate(transport, self.target, deadline)
+                authenticate(transport, self.target, deadline)
             except BaseException:
                 transport.close()
                 raise
@@ -408,11 +414,13 @@ class SshConnection:
 
     def _handshake(self, sock: Any, deadline: float, limit: float) -> _Transport:
         t = self.target
-        known = _load_known(t.known_hosts_files, t.known_hosts_name)
+        known = load_known(t.known_hosts_files, t.known_hosts_name)
         preferred = [self._expected.get_name()] if self._expected else [k.key_type for k in known]
         transport = _negotiate(sock, t, deadline, limit, preferred)
         try:
-            _verify_host_key(t, known, transport.get_remote_server_key(), self._expected)
+            verify_host_key(
+                t.label, t.name, known, transport.get_remote_server_key(), self._expected
+            )
         except BaseException:
             transport.close()
             raise
@@ -427,7 +435,7 @@ def _negotiate(
     # paramiko's own limits fire just after ours, so a silent host gets our message.
     transport.banner_timeout = transport.handshake_timeout = deadline - time.monotonic() + 1
     options = transport.get_security_options()
-    options.key_types = _prefer(options.key_types, preferred)
+    options.key_types = prefer(options.key_types, preferred)
     done = threading.Event()
     transport.start_client(event=done)
     if not done.wait(max(deadline - time.monotonic(), 0.05)):
@@ -540,11 +548,15 @@ def fetch_host_key(
     host: SshHost | str,
     port: int | None = None,
     *,
+    name: str | None = None,
     timeout: float | None = None,
     ssh_config: Path | str | None = None,
     known_hosts: Path | str | None = None,
 ) -> paramiko.PKey:
     """The key a host presents, without authenticating (to show and then `trust` it).
+
+    Like a connection, it asks first for the key types known_hosts has for the host, so
+    that a recorded key is compared with the same type of key.
 
     Raises:
         ConnectError: the host cannot be reached or does not speak SSH.
@@ -552,13 +564,15 @@ def fetch_host_key(
     entry = host if isinstance(host, SshHost) else SshHost(provider="ssh", address=host)
     if port is not None:
         entry = entry.model_copy(update={"port": port})
-    probe = SshConnection(entry, ssh_config=ssh_config, known_hosts=known_hosts)
-    limit = timeout if timeout is not None else probe.target.connect_timeout
+    probe = SshConnection(entry, name=name, ssh_config=ssh_config, known_hosts=known_hosts)
+    t = probe.target
+    preferred = [k.key_type for k in load_known(t.known_hosts_files, t.known_hosts_name)]
+    limit = timeout if timeout is not None else t.connect_timeout
     deadline = time.monotonic() + limit
     try:
         sock = probe._open_socket(deadline, limit)
         try:
-            transport = _negotiate(sock, probe.target, deadline, limit, [])
+            transport = _negotiate(sock, t, deadline, limit, preferred)
         except BaseException:
             sock.close()
             raise
@@ -570,279 +584,8 @@ def fetch_host_key(
         probe.close()
 
 
-def trust(
-    host: str,
-    port: int,
-    key: paramiko.PKey,
-    known_hosts_path: Path | str | None = None,
-    *,
-    hashed: bool = False,
-) -> Path:
-    """Record `key` for `host:port` in known_hosts, replacing that host's key of the same type.
-
-    Args:
-        host: the host name as connections use it (`SshTarget.hostname`, or a HostKeyAlias
-            with port 22).
-        hashed: write `|1|salt|hash` instead of the plain name (like HashKnownHosts).
-
-    Returns:
-        The known_hosts file written (default `~/.ssh/known_hosts`).
-    """
-    path = Path(known_hosts_path or os.path.expanduser("~/.ssh/known_hosts"))
-    return _add_known(path, host_name(host, port), key.get_name(), key.get_base64(), hashed=hashed)
-
-
-# -- authentication ------------------------------------------------------------------------
-
-
-def _authenticate(transport: _Transport, t: SshTarget, deadline: float) -> None:
-    """Public keys only, in OpenSSH's order: agent copies of the configured identities, other
-    agent keys (unless IdentitiesOnly), then the identity files themselves."""
-    transport.auth_timeout = max(deadline - time.monotonic(), 0.1)
-    agent: paramiko.Agent | None = None
-    agent_keys: list[paramiko.AgentKey] = []
-    try:
-        agent = paramiko.Agent()
-        agent_keys = list(agent.get_keys())
-    except (paramiko.SSHException, OSError) as exc:
-        log.debug("ssh-agent unusable: %s", exc)
-    tried: list[str] = []
-    skipped: list[str] = []
-    try:
-        for label, loader in _candidates(t, agent_keys):
-            try:
-                key = loader()
-            except paramiko.PasswordRequiredException:
-                skipped.append(f"{label} is passphrase-protected and not in ssh-agent (`ssh-add`)")
-                continue
-            except (paramiko.SSHException, OSError, ValueError) as exc:
-                skipped.append(f"{label} cannot be read ({_short(str(exc), 60)})")
-                continue
-            try:
-                further = transport.auth_publickey(t.user, key)
-            except paramiko.BadAuthenticationType as exc:
-                raise ConnectError(
-                    f"{t.label}: the server does not accept public keys for {t.user!r}"
-                    f" (it allows: {', '.join(exc.allowed_types) or 'nothing'})",
-                    hint="enable PubkeyAuthentication for this user on the host",
-                ) from None
-            except paramiko.AuthenticationException:
-                tried.append(label)
-                if time.monotonic() >= deadline or not transport.is_active():
-                    break
-                continue
-            except paramiko.SSHException as exc:
-                raise ConnectError(
-                    f"{t.label}: authentication failed: {_short(str(exc))}",
-                    hint="the server closed the connection (too many keys tried?)",
-                ) from None
-            if further:
-                raise ConnectError(
-                    f"{t.label}: the server wants more authentication ({', '.join(further)})",
-                    hint="rbottle logs in with a public key alone; allow that for this user",
-                )
-            return
-    finally:
-        if agent is not None:
-            agent.close()
-    what = f"tried {', '.join(tried)}" if tried else "no key to try"
-    hint = (
-        "; ".join(skipped)
-        if skipped
-        else (
-            "set identity_file in the hosts entry or IdentityFile in ~/.ssh/config,"
-            f" or add the key to ssh-agent; check it is in ~{t.user}/.ssh/authorized_keys"
-        )
-    )
-    raise ConnectError(f"{t.label}: permission denied for user {t.user!r} ({what})", hint=hint)
-
-
-def _candidates(t: SshTarget, agent_keys: list[paramiko.AgentKey]) -> list[tuple[str, Any]]:
-    files = list(t.identity_files)
-    if not files:
-        files = [os.path.expanduser(f"~/.ssh/{n}") for n in DEFAULT_IDENTITIES]
-        files = [f for f in files if os.path.exists(f)]
-    elif t.explicit_identity and not os.path.exists(files[0]):
-        raise ConnectError(
-            f"identity_file {files[0]} does not exist",
-            hint="fix identity_file in the hosts entry",
-        )
-    by_blob = {k.asbytes(): k for k in agent_keys}
-    first: list[tuple[str, Any]] = []
-    last: list[tuple[str, Any]] = []
-    for path in files:
-        agent_key = by_blob.pop(_public_blob(path), None) if by_blob else None
-        if agent_key is not None:
-            first.append((f"{path} (agent)", lambda k=agent_key: k))
-        elif os.path.exists(path):
-            last.append((path, lambda p=path: paramiko.PKey.from_path(p)))
-    if not t.identities_only:
-        first += [(f"agent key {k.fingerprint}", lambda k=k: k) for k in by_blob.values()]
-    return first + last
-
-
-def _public_blob(path: str) -> bytes:
-    try:
-        fields = Path(path + ".pub").read_text().split()
-        return base64.b64decode(fields[1]) if len(fields) > 1 else b""
-    except (OSError, ValueError):
-        return b""
-
-
-# -- known_hosts -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _KnownKey:
-    key_type: str
-    blob: bytes
-    where: str
-    revoked: bool
-
-
-def host_name(host: str, port: int) -> str:
-    """known_hosts spelling: `host`, or `[host]:port` for a port other than 22."""
-    return host if port == 22 else f"[{host}]:{port}"
-
-
 def _ssh_string(data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + data
-
-
-def _load_known(files: tuple[str, ...], name: str) -> list[_KnownKey]:
-    found: list[_KnownKey] = []
-    for file in files:
-        try:
-            lines = Path(file).read_text(errors="replace").splitlines()
-        except OSError:
-            continue
-        for number, line in enumerate(lines, 1):
-            parsed = _parse_known(line)
-            if parsed and _names_match(parsed[1], name):
-                marker, _, key_type, blob = parsed
-                if marker != "@cert-authority":
-                    revoked = marker == "@revoked"
-                    found.append(_KnownKey(key_type, blob, f"{file}:{number}", revoked))
-    return found
-
-
-def _parse_known(line: str) -> tuple[str, str, str, bytes] | None:
-    fields = line.strip().split()
-    if not fields or fields[0].startswith("#"):
-        return None
-    marker = fields.pop(0) if fields[0].startswith("@") else ""
-    if len(fields) < 3:
-        return None
-    try:
-        blob = base64.b64decode(fields[2], validate=True)
-    except ValueError:
-        return None
-    return marker, fields[0], fields[1], blob
-
-
-def _names_match(patterns: str, name: str) -> bool:
-    matched = False
-    for pattern in patterns.split(","):
-        if pattern.startswith("|1|"):
-            if _hashed_match(pattern, name):
-                matched = True
-            continue
-        negated = pattern.startswith("!")
-        body = pattern[1:] if negated else pattern
-        regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in body)
-        if re.fullmatch(regex, name, flags=re.IGNORECASE):
-            if negated:
-                return False
-            matched = True
-    return matched
-
-
-def _hashed_match(pattern: str, name: str) -> bool:
-    try:
-        _, _, salt, digest = pattern.split("|")
-        mac = hmac.new(base64.b64decode(salt), name.encode(), hashlib.sha1).digest()
-        return hmac.compare_digest(mac, base64.b64decode(digest))
-    except ValueError:
-        return False
-
-
-def _same_name(pattern: str, name: str) -> bool:
-    if pattern.startswith("|1|"):
-        return _hashed_match(pattern, name)
-    return pattern.lower() == name.lower()
-
-
-def _prefer(current: Any, known_types: list[str]) -> list[str]:
-    """Ask first for the key types known_hosts has for this host, as OpenSSH does."""
-    wanted: list[str] = []
-    for key_type in known_types:
-        wanted += ["rsa-sha2-512", "rsa-sha2-256"] if key_type == "ssh-rsa" else [key_type]
-    available = list(current)
-    first = [k for k in dict.fromkeys(wanted) if k in available]
-    return first + [k for k in available if k not in first]
-
-
-def _verify_host_key(
-    t: SshTarget, known: list[_KnownKey], key: paramiko.PKey, expected: paramiko.PKey | None
-) -> None:
-    blob, shown = key.asbytes(), f"{key.get_name()} key {key.fingerprint}"
-    if expected is not None:
-        if blob == expected.asbytes():
-            return
-        raise ConnectError(
-            f"{t.label}: HOST KEY MISMATCH: it presents {shown}, but the provider reported"
-            f" {expected.fingerprint}; someone may be intercepting the connection",
-            hint="do not use this machine: destroy it and start again",
-        )
-    revoked = [k for k in known if k.revoked and k.blob == blob]
-    if revoked:
-        raise ConnectError(
-            f"{t.label}: host key {key.fingerprint} is marked @revoked ({revoked[0].where})",
-            hint="the host's key was revoked: do not connect to it",
-        )
-    good = [k for k in known if not k.revoked]
-    if any(k.blob == blob for k in good):
-        return
-    if not good:
-        raise ConnectError(
-            f"{t.label}: unknown host key ({shown})",
-            hint=f"if that fingerprint is the host's, trust it: `rbottle hosts trust {t.name}`",
-        )
-    where = next((k.where for k in good if k.key_type == key.get_name()), good[0].where)
-    raise ConnectError(
-        f"{t.label}: HOST KEY CHANGED: it now presents {shown}, which differs from the key"
-        f" in {where}; this may be an attack (someone intercepting the connection)",
-        hint="if the host was really reinstalled, check the new fingerprint out of band,"
-        f" then `rbottle hosts trust {t.name}`",
-    )
-
-
-def _add_known(path: Path, name: str, key_type: str, b64: str, *, hashed: bool) -> Path:
-    kept: list[str] = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            parsed = _parse_known(line)
-            if parsed is None or parsed[0] or parsed[2] != key_type:
-                kept.append(line)
-                continue
-            patterns = parsed[1].split(",")
-            others = [p for p in patterns if not _same_name(p, name)]
-            if len(others) == len(patterns):
-                kept.append(line)
-            elif others:
-                kept.append(line.replace(parsed[1], ",".join(others), 1))
-    if hashed:
-        salt = os.urandom(20)
-        mac = hmac.new(salt, name.encode(), hashlib.sha1).digest()
-        name = f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(mac).decode()}"
-    kept.append(f"{name} {key_type} {b64}")
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write("\n".join(kept) + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 __all__ = [
@@ -850,5 +593,4 @@ __all__ = [
     "SshTarget",
     "fetch_host_key",
     "resolve_target",
-    "trust",
 ]

@@ -9,7 +9,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import secrets
+import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +35,26 @@ HARNESS = Path(__file__).resolve().parents[1] / "harness"
 FAKE_API_ALIAS = "fake-api"
 FAKE_API_URL = f"http://{FAKE_API_ALIAS}:8080"
 TEST_LABEL = "io.remotebottle.test"
+RBOTTLE = (sys.executable, "-m", "remotebottle")
+
+
+def rbottle(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """`rbottle ARGS` in `project`, no stdin, output captured; `env` added to ours."""
+    return subprocess.Popen(
+        [*RBOTTLE, *args],
+        cwd=project,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) once `proc` ends."""
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
 
 
 def owned(client: docker.DockerClient) -> list[str]:

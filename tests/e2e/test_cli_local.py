@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,8 @@ import pytest
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.spec import BottleSpec, Command
+from tests.e2e.conftest import finish
+from tests.e2e.conftest import rbottle as run_rbottle
 
 pytestmark = pytest.mark.e2e
 
@@ -32,23 +33,8 @@ def project(write_manifest: Callable[..., Path]) -> Path:
     return write_manifest(MANIFEST).parent
 
 
-def rbottle(project: Path, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
-    env = {**os.environ, "RB_GREETING": "hello from the manifest"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "remotebottle", *args],
-        cwd=project,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
-
-
-def finish(proc: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str, str]:
-    out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, out, err
+def rbottle(project: Path, *args: str) -> subprocess.Popen[str]:
+    return run_rbottle(project, *args, env={"RB_GREETING": "hello from the manifest"})
 
 
 def test_start_runs_the_command_and_keeps_state(

@@ -124,7 +124,7 @@ def start_fakevm(
         image,
         detach=True,
         name=f"rbt-vm-{secrets.token_hex(4)}",
-        cap_add=["SYS_ADMIN", "NET_ADMIN"],
+        cap_add=["SYS_ADMIN", "NET_ADMIN", "SYS_PTRACE"],
         security_opt=["seccomp=unconfined", "apparmor=unconfined"],
         ports={"22/tcp": ("127.0.0.1",)},
         environment={

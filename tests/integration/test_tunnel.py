@@ -23,7 +23,8 @@ from remotebottle.backend.docker.streams import exec_with_stdin, raw_socket
 from remotebottle.errors import ConnectError
 from remotebottle.manifest import SshHost
 from remotebottle.transport.docker_tunnel import DockerTunnel
-from remotebottle.transport.ssh import SshConnection, fetch_host_key, trust
+from remotebottle.transport.known_hosts import trust
+from remotebottle.transport.ssh import SshConnection, fetch_host_key
 from tests.integration.fakevm import (
     BASE_IMAGE,
     TEST_LABEL,

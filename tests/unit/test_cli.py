@@ -194,10 +194,10 @@ def test_explicit_manifest_option(
 @pytest.mark.parametrize(
     ("argv", "lands_with"),
     [
-        (["start", "implementer", "--host", "vm1", "--yes"], "issue #5"),
+        (["start", "plain", "--host", "cloud", "--yes", "--", "true"], "issue #7"),
         (["cleanup", "--orphans"], "issue #7"),
-        (["env", "vm1"], "issue #5"),
-        (["hosts", "trust", "vm1"], "issue #5"),
+        (["env", "cloud"], "issue #7"),
+        (["hosts", "trust", "cloud"], "issue #7"),
         (["dashboard"], "issue #8"),
     ],
 )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from remotebottle import manifest
+from remotebottle import manifest, run, state
 from remotebottle.errors import HostError
 from remotebottle.hosts.resolve import resolve_host
 from tests.conftest import FULL_MANIFEST
@@ -54,3 +56,16 @@ def test_builtin_ec2_and_fly() -> None:
 def test_garbage_is_refused() -> None:
     with pytest.raises(HostError, match="is not a host"):
         resolve_host("not a host!", LOADED)
+
+
+def test_a_bottle_finds_its_host_in_the_manifest_it_was_started_from(
+    write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    project = write_manifest(FULL_MANIFEST).parent
+    elsewhere = write_manifest({"hosts": {"vm2": {"provider": "ssh", "address": "h"}}}, tmp_path)
+    started = {"identity": "plain-ab12c", "agent": "plain", "host": "vm1", "started_at": "now"}
+    from_project = state.Metadata(**started, cwd=str(project))
+    assert "vm1" in run.manifest_of(from_project).hosts
+    explicit = state.Metadata(**started, cwd=str(project), manifest=str(elsewhere))
+    assert set(run.manifest_of(explicit).hosts) == {"vm2"}
+    assert run.manifest_of(state.Metadata(**started)).hosts == {}

@@ -30,12 +30,12 @@ from paramiko.message import Message
 from remotebottle.errors import ConnectError, HostError
 from remotebottle.manifest import SshHost
 from remotebottle.transport.docker_tunnel import DockerTunnel
+from remotebottle.transport.known_hosts import trust
 from remotebottle.transport.ssh import (
     STREAMLOCAL,
     SshConnection,
     fetch_host_key,
     resolve_target,
-    trust,
 )
 
 pytestmark = pytest.mark.unit

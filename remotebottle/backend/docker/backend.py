@@ -197,7 +197,7 @@ class DockerBottleBackend(BottleBackend):
                 agent, provision.CA_BUNDLE_DIR, provision.trust_bundle_archive(bundle, ca_cert)
             )
         agent.start()
-        code, _, err = exec_with_stdin(
+        code, out, err = exec_with_stdin(
             client,
             agent.id,
             ["sh", "-c", provision.SETUP_SCRIPT],
@@ -205,7 +205,8 @@ class DockerBottleBackend(BottleBackend):
             user=str(provision.AGENT_UID),
         )
         if code != 0:
-            raise BottleError(f"setting up the agent failed: {err.decode(errors='replace')[:300]}")
+            detail = (err or out).decode(errors="replace").strip()[:300]
+            raise BottleError(f"setting up the agent failed (exit {code}): {detail}")
         extras = {"proxy": proxy_id} if proxy_id else {}
         return Bottle(identity=ident, agent_container=agent.id, plan=plan, extras=extras)
 

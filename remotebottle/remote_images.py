@@ -1,0 +1,55 @@
+"""Getting a bottle's images onto a VM: shipped from this machine, or built there.
+
+`ship` (the default) builds the agent image on the local engine when needed and
+sends it, with any sidecar image the local engine has, through the tunnel; the VM
+needs no registry. `build` leaves it to the backend on the VM (it needs a registry
+or a mirror for the base image and npm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from remotebottle.backend.docker.images import build_agent_image, has_image
+from remotebottle.backend.spec import BottlePlan
+from remotebottle.errors import EngineError
+from remotebottle.hosts.engine import Engine, ssh_entry
+from remotebottle.hosts.local import connect_local_engine
+from remotebottle.transport.ship import ShipProgress, ship_images
+
+Progress = Callable[[str], None]
+
+# `docker save` of a large image can take longer than a ping before its first byte.
+_SAVE_TIMEOUT_SECONDS = 600
+
+
+def place_images(
+    engine: Engine,
+    plan: BottlePlan,
+    *,
+    progress: Progress,
+    on_ship: Callable[[ShipProgress], None] | None = None,
+) -> list[str]:
+    """Make the VM's engine hold what `plan` runs; return the refs shipped.
+
+    Raises:
+        EngineError: shipping needs a local engine and there is none.
+    """
+    if not engine.is_remote or ssh_entry(engine.host).images == "build":
+        return []
+    try:
+        local = connect_local_engine()
+    except EngineError as exc:
+        raise EngineError(
+            f"images are shipped to {engine.host.name} from this machine's engine, "
+            f"which does not answer: {exc.message}",
+            hint=f'start it, or set hosts.{engine.host.name}.images = "build" in the manifest',
+        ) from None
+    local.api.timeout = _SAVE_TIMEOUT_SECONDS
+    try:
+        refs = [build_agent_image(local, progress)]
+        sidecars = (plan.images.egress, plan.images.git_gate)
+        refs += [ref for ref in sidecars if ref and has_image(local, ref)]
+        return ship_images(local, engine.client, refs, on_progress=on_ship)
+    finally:
+        local.close()

@@ -1,0 +1,213 @@
+"""Bottles on a remote host: a fake VM (sshd + its own dockerd), reached only over SSH.
+
+The bottle must run on the VM's engine (nothing of ours on the local engine), its
+images shipped through the tunnel, its secrets never on the VM's disk, and nothing
+of it left on the VM afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+from pydantic import SecretStr
+
+from remotebottle.backend.docker import labels as L
+from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
+from remotebottle.backend.docker.streams import exec_with_stdin
+from remotebottle.backend.spec import BottleSpec, Command, Secretish
+from remotebottle.hosts.engine import open_engine
+from remotebottle.hosts.resolve import HostTarget
+from remotebottle.remote_images import place_images
+from remotebottle.session import stream_output
+from tests.e2e.conftest import FAKE_API_URL, FakeApi, owned, rbottle
+from tests.integration.fakevm import FakeVm, fakevm
+
+__all__ = ["fakevm"]
+
+pytestmark = pytest.mark.e2e
+
+PROBE = """
+set -u
+printf %s "$GRANTED" | sha256sum | cut -c1-64
+curl -sS -m 3 -o /dev/null http://1.1.1.1/ 2>/dev/null && echo ROUTE || echo no-route
+getent hosts example.com >/dev/null && echo DNS || echo no-dns
+while [ ! -e /tmp/go ]; do sleep 0.2; done
+exit 4
+"""
+
+
+def vm_owned(vm: FakeVm) -> list[str]:
+    """Everything labelled as ours on the VM's engine (asked inside the VM, not over SSH)."""
+    flt = f"label={L.OWNER}=1"
+    _, out = vm.sh(
+        f"docker ps -aq --filter {flt}; docker network ls -q --filter {flt};"
+        f" docker volume ls -q --filter {flt}"
+    )
+    return out.split()
+
+
+def grep_vm_disk(vm: FakeVm, needle: str) -> str:
+    """Files on the VM's disks holding `needle` (memory filesystems and /proc left out).
+
+    The needle goes in on stdin, so the search itself does not put it on a command line.
+    """
+    script = r"""
+    skip=$(awk '$3 ~ /^(tmpfs|proc|sysfs|devtmpfs|devpts|mqueue|cgroup2?|securityfs)$/ \
+        {printf "-path %s -prune -o ", $2}' /proc/mounts)
+    needle=$(cat)
+    find / $skip -type f -size -64M -print0 2>/dev/null \
+        | xargs -0 grep -lF -e "$needle" 2>/dev/null || true
+    """
+    code, out, err = exec_with_stdin(
+        vm.container.client, str(vm.container.id), ["sh", "-c", script], needle.encode()
+    )
+    assert code == 0, err
+    return out.decode(errors="replace").strip()
+
+
+@pytest.fixture
+def vm(fakevm: FakeVm, isolated_home: Path) -> Iterator[FakeVm]:
+    """The shared fake VM, trusted in this test's ~/.ssh/known_hosts; checked clean after."""
+    ssh_dir = isolated_home / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    (ssh_dir / "known_hosts").write_text(fakevm.known_hosts.read_text())
+    yield fakevm
+    deadline = time.monotonic() + 10
+    while (left := vm_owned(fakevm)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"left on the VM: {left}"
+
+
+def host_entry(vm: FakeVm) -> dict[str, Any]:
+    return {
+        "provider": "ssh",
+        "address": vm.host,
+        "port": vm.port,
+        "user": vm.user,
+        "identity_file": str(vm.key_path),
+        "connect_timeout": 10,
+    }
+
+
+def target(vm: FakeVm) -> HostTarget:
+    return HostTarget("vm", vm.ssh_host())
+
+
+def test_cli_start_runs_on_the_vm_and_keeps_secrets_off_its_disk(
+    vm: FakeVm,
+    docker_client: docker.DockerClient,
+    agent_image: str,
+    write_manifest: Callable[..., Path],
+) -> None:
+    secret = f"sk-remote-{secrets.token_hex(16)}"
+    project = write_manifest(
+        {
+            "bottles": {"sealed": {"egress": {"enabled": False}, "env": {"GRANTED": "${RB_S}"}}},
+            "agents": {"worker": {"bottle": "sealed"}},
+            "hosts": {"vm": host_entry(vm)},
+        }
+    ).parent
+    local_before = set(owned(docker_client))
+    proc = rbottle(
+        project,
+        "start",
+        "worker",
+        "--host",
+        "vm",
+        "--yes",
+        "--",
+        "sh",
+        "-c",
+        PROBE,
+        env={"RB_S": secret},
+    )
+    try:
+        agent = wait_for_agent(vm, proc)
+        assert set(owned(docker_client)) == local_before, "the bottle touched the local engine"
+        assert grep_vm_disk(vm, secret) == "", "the secret is on the VM's disk"
+        vm.sh(f"docker exec {agent} touch /tmp/go")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 4, err
+    lines = out.split()
+    assert hashlib.sha256(secret.encode()).hexdigest() in lines
+    assert "no-route" in lines and "no-dns" in lines, out
+    assert "Traceback" not in err
+    assert secret not in err
+    assert grep_vm_disk(vm, secret) == ""
+    assert not vm_owned(vm)
+    meta = json.loads(next((isolated_state() / "state").glob("worker-*/metadata.json")).read_text())
+    assert meta["host"] == "vm" and meta["ended_at"]
+
+
+def isolated_state() -> Path:
+    return Path(os.environ["REMOTEBOTTLE_HOME"])
+
+
+def wait_for_agent(vm: FakeVm, proc: subprocess.Popen[str], timeout: float = 300) -> str:
+    """The running agent container's id on the VM, once the command inside is waiting."""
+    deadline = time.monotonic() + timeout
+    flt = f"label={L.ROLE}={L.ROLE_AGENT}"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"rbottle ended early ({proc.returncode}): {err}{out}")
+        _, ids = vm.sh(f"docker ps -q --filter {flt}")
+        for cid in ids.split():
+            code, _ = vm.sh(f"docker exec {cid} pgrep -f 'tmp/go'")
+            if code == 0:
+                return cid
+        time.sleep(0.5)
+    raise AssertionError("the bottle never started on the VM")
+
+
+def test_claude_code_completes_a_print_turn_on_the_vm(
+    vm: FakeVm, docker_client: docker.DockerClient, agent_image: str
+) -> None:
+    with open_engine(target(vm), progress=lambda _m: None, consent=lambda _q: False) as engine:
+        spec = BottleSpec(
+            identity=f"remote-{secrets.token_hex(3)[:5]}",
+            agent="remote",
+            bottle="sealed",
+            command=Command(mode="print", prompt="say hello"),
+            egress_enabled=False,
+            env={
+                "ANTHROPIC_BASE_URL": Secretish("literal", SecretStr(FAKE_API_URL)),
+                "ANTHROPIC_API_KEY": Secretish("env", SecretStr("sk-e2e-remote-0123456789")),
+            },
+        )
+        backend = DockerBottleBackend(engine.client)
+        plan = backend.prepare(spec)
+        place_images(engine, plan, progress=lambda _m: None)
+        api = FakeApi(engine.client, agent_image, "Hello from a fake VM.")
+        try:
+            out, err = io.BytesIO(), io.BytesIO()
+            options = LaunchOptions(tty=False, before_agent_start=api.join)
+            with backend.launch(plan, options) as bottle:
+                code = stream_output(
+                    engine.client,
+                    bottle.agent_container,
+                    stdout=out,
+                    stderr=err,
+                    on_attached=lambda: backend.release(bottle),
+                )
+            assert code == 0, err.getvalue().decode()
+            assert "Hello from a fake VM." in out.getvalue().decode()
+            assert any(r["path"].startswith("/v1/messages") for r in api.requests())
+        finally:
+            api.remove()
+        tunnel_dir = engine.remote.tunnel.directory if engine.remote else None
+    assert tunnel_dir is not None and not tunnel_dir.exists()
