@@ -40,12 +40,7 @@ def runtime_dir() -> Iterator[Path]:
 
 @pytest.fixture
 def project(fakevm: FakeVm, write_manifest: Callable[..., Path], isolated_home: Path) -> Path:
-    return write_manifest({"hosts": {"vm": host_entry(fakevm)}}).parent
-
-
-def host_entry(vm: FakeVm, **overrides: Any) -> dict[str, Any]:
-    """The VM's hosts entry as claude-bottle.json spells it."""
-    return vm.ssh_host(**overrides).model_dump(mode="json", exclude_none=True)
+    return write_manifest({"hosts": {"vm": fakevm.hosts_entry()}}).parent
 
 
 @pytest.fixture
@@ -241,7 +236,7 @@ def test_changed_host_key_is_refused_and_never_overwritten(
 def test_unreachable_host_fails_fast_with_one_line(
     write_manifest: Callable[..., Path], fakevm: FakeVm
 ) -> None:
-    entry = host_entry(fakevm, port=closed_port(), connect_timeout=5)
+    entry = fakevm.hosts_entry(port=closed_port(), connect_timeout=5)
     project = write_manifest({"hosts": {"gone": entry}}).parent
     for args in (("env", "gone"), ("hosts", "trust", "gone", "--yes")):
         started = time.monotonic()

@@ -14,9 +14,8 @@ import os
 import secrets
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import docker
 import pytest
@@ -30,10 +29,17 @@ from remotebottle.hosts.engine import open_engine
 from remotebottle.hosts.resolve import HostTarget
 from remotebottle.remote_images import place_images
 from remotebottle.session import stream_output
-from tests.e2e.conftest import FAKE_API_URL, FakeApi, owned, rbottle
-from tests.integration.fakevm import FakeVm, fakevm
+from tests.e2e.conftest import FAKE_API_URL, FakeApi, finish, owned, rbottle
+from tests.e2e.vmparts import vm, vm_owned
+from tests.integration.fakevm import (
+    FAKEVM_BARE_IMAGE,
+    FakeVm,
+    fakevm,
+    skip_unless_image,
+    start_fakevm,
+)
 
-__all__ = ["fakevm"]
+__all__ = ["fakevm", "vm"]
 
 pytestmark = pytest.mark.e2e
 
@@ -45,16 +51,6 @@ getent hosts example.com >/dev/null && echo DNS || echo no-dns
 while [ ! -e /tmp/go ]; do sleep 0.2; done
 exit 4
 """
-
-
-def vm_owned(vm: FakeVm) -> list[str]:
-    """Everything labelled as ours on the VM's engine (asked inside the VM, not over SSH)."""
-    flt = f"label={L.OWNER}=1"
-    _, out = vm.sh(
-        f"docker ps -aq --filter {flt}; docker network ls -q --filter {flt};"
-        f" docker volume ls -q --filter {flt}"
-    )
-    return out.split()
 
 
 def grep_vm_disk(vm: FakeVm, needle: str) -> str:
@@ -76,30 +72,6 @@ def grep_vm_disk(vm: FakeVm, needle: str) -> str:
     return out.decode(errors="replace").strip()
 
 
-@pytest.fixture
-def vm(fakevm: FakeVm, isolated_home: Path) -> Iterator[FakeVm]:
-    """The shared fake VM, trusted in this test's ~/.ssh/known_hosts; checked clean after."""
-    ssh_dir = isolated_home / ".ssh"
-    ssh_dir.mkdir(mode=0o700, exist_ok=True)
-    (ssh_dir / "known_hosts").write_text(fakevm.known_hosts.read_text())
-    yield fakevm
-    deadline = time.monotonic() + 10
-    while (left := vm_owned(fakevm)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not left, f"left on the VM: {left}"
-
-
-def host_entry(vm: FakeVm) -> dict[str, Any]:
-    return {
-        "provider": "ssh",
-        "address": vm.host,
-        "port": vm.port,
-        "user": vm.user,
-        "identity_file": str(vm.key_path),
-        "connect_timeout": 10,
-    }
-
-
 def target(vm: FakeVm) -> HostTarget:
     return HostTarget("vm", vm.ssh_host())
 
@@ -115,7 +87,7 @@ def test_cli_start_runs_on_the_vm_and_keeps_secrets_off_its_disk(
         {
             "bottles": {"sealed": {"egress": {"enabled": False}, "env": {"GRANTED": "${RB_S}"}}},
             "agents": {"worker": {"bottle": "sealed"}},
-            "hosts": {"vm": host_entry(vm)},
+            "hosts": {"vm": vm.hosts_entry()},
         }
     ).parent
     local_before = set(owned(docker_client))
@@ -211,3 +183,40 @@ def test_claude_code_completes_a_print_turn_on_the_vm(
             api.remove()
         tunnel_dir = engine.remote.tunnel.directory if engine.remote else None
     assert tunnel_dir is not None and not tunnel_dir.exists()
+
+
+def test_a_bare_vm_gets_docker_then_runs_the_bottle(
+    docker_client: docker.DockerClient,
+    agent_image: str,
+    write_manifest: Callable[..., Path],
+    isolated_home: Path,
+    tmp_path: Path,
+) -> None:
+    skip_unless_image(docker_client, FAKEVM_BARE_IMAGE)
+    with start_fakevm(docker_client, tmp_path / "bare", image=FAKEVM_BARE_IMAGE) as bare:
+        assert bare.sh("command -v dockerd")[0] != 0
+        ssh_dir = isolated_home / ".ssh"
+        ssh_dir.mkdir(mode=0o700, exist_ok=True)
+        (ssh_dir / "known_hosts").write_text(bare.known_hosts.read_text())
+        project = write_manifest(
+            {
+                "bottles": {"sealed": {"egress": {"enabled": False}}},
+                "agents": {"worker": {"bottle": "sealed"}},
+                "hosts": {"bare": bare.hosts_entry()},
+            }
+        ).parent
+        work = tmp_path / "work"
+        work.mkdir()
+        (work / "kept.txt").write_text("from the laptop\n")
+        (work / "ignored.log").write_text("not for the bottle\n")
+        (work / ".gitignore").write_text("*.log\n")
+        command = "echo ran-as-$(id -u)-in-$(hostname); cat kept.txt; ls -A; exit 7"
+        argv = ("start", "worker", "--host", "bare", "--cwd", str(work), "--yes", "--")
+        code, out, err = finish(rbottle(project, *argv, "sh", "-c", command), timeout=900)
+        assert code == 7, err
+        assert "installing Docker Engine" in err
+        assert "shipped" in err
+        assert "ran-as-1000-in-worker-" in out
+        assert "from the laptop" in out
+        assert "ignored.log" not in out and ".gitignore" in out
+        assert vm_owned(bare) == []

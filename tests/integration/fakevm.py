@@ -72,6 +72,10 @@ class FakeVm:
         }
         return SshHost(**(fields | overrides))
 
+    def hosts_entry(self, **overrides: Any) -> dict[str, Any]:
+        """This VM's hosts entry as claude-bottle.json spells it."""
+        return self.ssh_host(**overrides).model_dump(mode="json", exclude_none=True)
+
     def connect(self, **kwargs: Any) -> SshConnection:
         """A connected `SshConnection` trusting this VM's key (kwargs go to the constructor)."""
         kwargs.setdefault("known_hosts", self.known_hosts)

@@ -114,12 +114,14 @@ def test_home_archive_holds_skills_prompt_and_onboarding(tmp_path: Path) -> None
     assert all(m.uid == provision.AGENT_UID for m in members.values())
 
 
-def test_workdir_copy_respects_gitignore(tmp_path: Path) -> None:
+@pytest.mark.parametrize("is_repo", [True, False], ids=["git-repo", "plain-dir"])
+def test_workdir_copy_respects_gitignore(tmp_path: Path, is_repo: bool) -> None:
     (tmp_path / "keep.py").write_text("x")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "big.bin").write_text("x")
     (tmp_path / ".gitignore").write_text("out/\n")
-    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    if is_repo:
+        subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     names = set(read_tar(provision.workdir_archive(tmp_path)))
     assert "./keep.py" in names and "./.gitignore" in names
     assert not any("big.bin" in n or n.startswith("./.git/") for n in names)

@@ -14,6 +14,7 @@ import json
 import shlex
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -103,17 +104,31 @@ def home_archive(spec: BottleSpec) -> bytes:
 
 
 def project_files(cwd: Path) -> list[Path]:
-    """The files of `cwd` that a copy takes: what git would not ignore (or all files)."""
+    """The files of `cwd` that a copy takes: what its .gitignore files do not exclude.
+
+    Outside a git work tree the same rules apply, through a throwaway repository
+    whose work tree is `cwd`. Without git at all, every file but `.git` is taken.
+    """
+    listing = ["ls-files", "-z", "--cached", "--others", "--exclude-standard"]
     try:
-        listed = subprocess.run(
-            ["git", "-C", str(cwd), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        inside = subprocess.run(
+            ["git", "-C", str(cwd), "rev-parse", "--is-inside-work-tree"],
             capture_output=True,
-            check=True,
             timeout=60,
-        ).stdout
+        )
+        if inside.returncode == 0:
+            listed = _git(["-C", str(cwd), *listing])
+        else:
+            with tempfile.TemporaryDirectory(prefix="rbottle-ls-") as scratch:
+                _git(["init", "-q", "--bare", scratch])
+                listed = _git([f"--git-dir={scratch}", f"--work-tree={cwd}", *listing])
     except (OSError, subprocess.SubprocessError):
         return [p.relative_to(cwd) for p in cwd.rglob("*") if ".git" not in p.parts]
     return [Path(name) for name in listed.decode().split("\0") if name]
+
+
+def _git(args: list[str]) -> bytes:
+    return subprocess.run(["git", *args], capture_output=True, check=True, timeout=60).stdout
 
 
 def workdir_archive(cwd: Path) -> bytes:

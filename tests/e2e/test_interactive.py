@@ -1,4 +1,8 @@
-"""The interactive session under tmux: typing, resize, detach, attach, exit status."""
+"""The interactive session under tmux: typing, resize, detach, attach, exit status.
+
+The same session on the local engine and on a fake VM (`--host vm`, streamed through
+the tunnel); `attach` finds the VM from the bottle's state.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.e2e.vmparts import vm
 from tests.integration.conftest import require
+from tests.integration.fakevm import FakeVm, fakevm
+
+__all__ = ["fakevm", "vm"]
 
 pytestmark = pytest.mark.e2e
 
@@ -73,11 +82,26 @@ class Tmux:
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True, check=False)
 
 
+@pytest.fixture(params=["local", "vm"])
+def where(request: pytest.FixtureRequest) -> str:
+    """`--host` arguments: none (the local engine) or the fake VM."""
+    return "" if request.param == "local" else "--host vm"
+
+
 @pytest.fixture
-def tmux(write_manifest: Callable[..., Path], agent_image: str) -> Iterator[Tmux]:
+def tmux(
+    write_manifest: Callable[..., Path],
+    agent_image: str,
+    where: str,
+    request: pytest.FixtureRequest,
+) -> Iterator[Tmux]:
     if shutil.which("tmux") is None:
         require("tmux is not installed; run `make setup`")
-    project = write_manifest(MANIFEST).parent
+    manifest: dict[str, Any] = dict(MANIFEST)
+    if where:
+        fake: FakeVm = request.getfixturevalue("vm")
+        manifest["hosts"] = {"vm": fake.hosts_entry()}
+    project = write_manifest(manifest).parent
     session = Tmux(f"rbtest{os.getpid()}{int(time.monotonic() * 1000) % 100000}", project)
     yield session
     session.kill()
@@ -86,8 +110,8 @@ def tmux(write_manifest: Callable[..., Path], agent_image: str) -> Iterator[Tmux
 RBOTTLE = f"{shlex.quote(sys.executable)} -m remotebottle"
 
 
-def test_typing_resize_detach_attach_and_exit_status(tmux: Tmux) -> None:
-    tmux.start(f"{RBOTTLE} start shell --yes -- bash --norc")
+def test_typing_resize_detach_attach_and_exit_status(tmux: Tmux, where: str) -> None:
+    tmux.start(f"{RBOTTLE} start shell {where} --yes -- bash --norc")
     tmux.wait_for("bash-5.2$")
     tmux.keys("echo typed-$((40+2))", "Enter")
     tmux.wait_for("typed-42")

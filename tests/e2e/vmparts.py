@@ -1,0 +1,35 @@
+"""Fake-VM parts shared by the e2e tests of remote bottles."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from remotebottle.backend.docker import labels as L
+from tests.integration.fakevm import FakeVm
+
+
+def vm_owned(vm: FakeVm) -> list[str]:
+    """Everything labelled as ours on the VM's engine (asked inside the VM, not over SSH)."""
+    flt = f"label={L.OWNER}=1"
+    _, out = vm.sh(
+        f"docker ps -aq --filter {flt}; docker network ls -q --filter {flt};"
+        f" docker volume ls -q --filter {flt}"
+    )
+    return out.split()
+
+
+@pytest.fixture
+def vm(fakevm: FakeVm, isolated_home: Path) -> Iterator[FakeVm]:
+    """The shared fake VM, trusted in this test's ~/.ssh/known_hosts; checked clean after."""
+    ssh_dir = isolated_home / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    (ssh_dir / "known_hosts").write_text(fakevm.known_hosts.read_text())
+    yield fakevm
+    deadline = time.monotonic() + 10
+    while (left := vm_owned(fakevm)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"left on the VM: {left}"
