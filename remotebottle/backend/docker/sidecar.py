@@ -1,0 +1,74 @@
+"""What a sidecar is given by the launching bottle, and what it grants the agent.
+
+A sidecar module (egress, credential proxy, git gate) exposes
+`start(site: SidecarSite) -> AgentGrant`: it creates and starts its containers on the
+bottle's networks (labelled with the bottle's identity, so teardown finds them), puts
+its secrets in the vault (tmpfs, never disk, env or argv), and returns what the agent
+needs to use it: non-secret env, files for its home, hosts to reach without the proxy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+
+from remotebottle.backend.docker.vault import Vault
+from remotebottle.backend.spec import BottlePlan
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SidecarSite:
+    """The bottle being launched, as a sidecar sees it.
+
+    Attributes:
+        client: the engine (local, or a VM's through the tunnel).
+        plan: the bottle's plan (spec with resolved secrets, images, runtime).
+        vault: the bottle's opened tmpfs vault.
+        internal: the agent's `--internal` network (docker-py Network).
+        outside: a network with a route out, or None when the bottle has none.
+        agent_image: the agent image ref (sidecars may run on it).
+        runtime: container kwargs for the runtime (`{"runtime": "runsc"}` or `{}`).
+        progress: one-line progress reports.
+    """
+
+    client: docker.DockerClient
+    plan: BottlePlan
+    vault: Vault
+    internal: Any
+    outside: Any | None
+    agent_image: str
+    runtime: Mapping[str, Any]
+    progress: Progress
+
+
+@dataclass(frozen=True)
+class AgentGrant:
+    """What a sidecar gives the agent; nothing in it is secret.
+
+    Attributes:
+        env: environment for the agent's processes.
+        home_files: files to put under the agent's home, by relative path.
+        no_proxy: host names the agent reaches directly on the internal network.
+        ca_certs: PEM certificates the agent must trust.
+        containers: ids of the sidecar's containers.
+    """
+
+    env: Mapping[str, str] = field(default_factory=dict)
+    home_files: Mapping[str, bytes] = field(default_factory=dict)
+    no_proxy: tuple[str, ...] = ()
+    ca_certs: tuple[bytes, ...] = ()
+    containers: tuple[str, ...] = ()
+
+    def __or__(self, other: AgentGrant) -> AgentGrant:
+        return AgentGrant(
+            env={**self.env, **other.env},
+            home_files={**self.home_files, **other.home_files},
+            no_proxy=self.no_proxy + other.no_proxy,
+            ca_certs=self.ca_certs + other.ca_certs,
+            containers=self.containers + other.containers,
+        )
