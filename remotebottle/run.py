@@ -7,8 +7,9 @@ backend itself stays unaware of hosts.
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,7 +22,6 @@ from remotebottle.backend.docker.labels import IDENTITY, ROLE, ROLE_AGENT
 from remotebottle.backend.spec import BottlePlan
 from remotebottle.errors import BottleError
 from remotebottle.hosts.engine import Consent, open_engine
-from remotebottle.hosts.local import connect_local_engine
 from remotebottle.hosts.resolve import HostTarget, resolve_host
 from remotebottle.launch import StartPlan, StartRequest
 from remotebottle.manifest import Manifest, default_paths, load
@@ -190,12 +190,16 @@ class Listed:
     started_at: str | None
 
 
-def list_bottles() -> list[Listed]:
-    """Running and stopped bottles on the local engine, plus ended ones with saved state."""
-    client = connect_local_engine()
+def list_bottles(host: HostTarget, *, progress: Progress) -> list[Listed]:
+    """Bottles on `host`'s engine, plus the ones this machine's state knows of.
+
+    A bottle whose state says it runs on another host, and has not ended, is listed
+    as `elsewhere`: only that host's engine can say more (`rbottle list --host`).
+    """
     found: dict[str, Listed] = {}
-    for info in DockerBottleBackend(client).list_active():
-        found[info.identity] = _listed(info)
+    with open_engine(host, progress=progress, consent=_refuse) as engine:
+        for info in DockerBottleBackend(engine.client).list_active():
+            found[info.identity] = _listed(info)
     for identity in state.known_identities():
         if identity in found:
             continue
@@ -203,7 +207,8 @@ def list_bottles() -> list[Listed]:
             meta = state.read_metadata(identity)
         except BottleError:
             continue
-        found[identity] = Listed(identity, meta.agent, meta.host, "saved", meta.started_at)
+        status = "saved" if meta.ended_at or meta.host == host.name else "elsewhere"
+        found[identity] = Listed(identity, meta.agent, meta.host, status, meta.started_at)
     return sorted(found.values(), key=lambda b: b.started_at or "", reverse=True)
 
 
@@ -214,6 +219,15 @@ def _listed(info: BottleInfo) -> Listed:
     return Listed(info.identity, info.agent, info.host, info.status, started or info.created)
 
 
-def prepare_cleanup() -> tuple[DockerBottleBackend, CleanupPlan]:
-    backend = DockerBottleBackend(connect_local_engine())
-    return backend, backend.prepare_cleanup()
+@contextlib.contextmanager
+def cleanup_on(host: HostTarget, *, progress: Progress) -> Iterator[CleanupSession]:
+    """What `rbottle cleanup` would remove on `host`, with the engine open to remove it."""
+    with open_engine(host, progress=progress, consent=_refuse) as engine:
+        backend = DockerBottleBackend(engine.client, progress)
+        yield CleanupSession(backend, backend.prepare_cleanup())
+
+
+@dataclass(frozen=True)
+class CleanupSession:
+    backend: DockerBottleBackend
+    plan: CleanupPlan

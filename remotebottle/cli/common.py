@@ -46,6 +46,10 @@ def add_manifest_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_host_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--host", metavar="HOST", help=help_text)
+
+
 def add_format_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=("text", "json"), default="text", help="output format (default: text)"

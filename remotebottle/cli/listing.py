@@ -12,12 +12,23 @@ from rich.table import Table
 
 from remotebottle import run
 from remotebottle.cli import console
-from remotebottle.cli.common import add_command, add_format_option
+from remotebottle.cli.common import (
+    add_command,
+    add_format_option,
+    add_host_option,
+    add_manifest_option,
+    load_manifest,
+)
+from remotebottle.hosts.resolve import resolve_host
 
 DESCRIPTION = """\
 List bottles: identity, agent, host, age and status. `running` and `exited`
 come from the engine (found by label, never by name); `saved` means the bottle
-has ended and `rbottle resume IDENTITY` can relaunch it."""
+has ended and `rbottle resume IDENTITY` can relaunch it.
+
+Without --host the local engine is asked. A bottle this machine started on
+another host, and has not seen end, shows as `elsewhere`: `--host HOST` asks
+that host's engine (through a short-lived SSH tunnel)."""
 
 
 def register(sub: Any) -> None:
@@ -26,9 +37,11 @@ def register(sub: Any) -> None:
         "list",
         help="list bottles and their status",
         description=DESCRIPTION,
-        epilog="example:\n  rbottle list --format=json",
+        epilog="examples:\n  rbottle list --format=json\n  rbottle list --host vm1",
     )
+    add_host_option(parser, "the host whose engine to ask (default: the local engine)")
     add_format_option(parser)
+    add_manifest_option(parser)
     parser.set_defaults(func=run_command)
 
 
@@ -47,7 +60,7 @@ def age(started_at: str | None) -> str:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    bottles = run.list_bottles()
+    bottles = run.list_bottles(resolve_host(args.host, load_manifest(args)), progress=console.info)
     if args.format == "json":
         console.print_json([{**asdict(b), "age": age(b.started_at)} for b in bottles])
         return 0

@@ -11,6 +11,7 @@ from remotebottle.backend.spec import Command
 from remotebottle.cli import console
 from remotebottle.cli.common import (
     add_command,
+    add_host_option,
     add_manifest_option,
     confirm_or_stop,
     load_manifest,
@@ -54,7 +55,7 @@ def register(sub: Any) -> None:
         sub, "start", help="start a bottle for an agent", description=DESCRIPTION, epilog=EPILOG
     )
     parser.add_argument("agent", metavar="AGENT", help="an agent named in the manifest")
-    parser.add_argument("--host", metavar="HOST", help="where to run (default: the local engine)")
+    add_host_option(parser, "where to run (default: the local engine)")
     parser.add_argument(
         "-p",
         "--print",

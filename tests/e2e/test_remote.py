@@ -108,6 +108,10 @@ def test_cli_start_runs_on_the_vm_and_keeps_secrets_off_its_disk(
         agent = wait_for_agent(vm, proc)
         assert set(owned(docker_client)) == local_before, "the bottle touched the local engine"
         assert grep_vm_disk(vm, secret) == "", "the secret is on the VM's disk"
+        statuses = listed_status(project)
+        assert list(statuses.values()) == ["elsewhere"], statuses
+        identity = next(iter(statuses))
+        assert listed_status(project, "--host", "vm") == {identity: "running"}
         vm.sh(f"docker exec {agent} touch /tmp/go")
         out, err = proc.communicate(timeout=120)
     finally:
@@ -123,6 +127,41 @@ def test_cli_start_runs_on_the_vm_and_keeps_secrets_off_its_disk(
     assert not vm_owned(vm)
     meta = json.loads(next((isolated_state() / "state").glob("worker-*/metadata.json")).read_text())
     assert meta["host"] == "vm" and meta["ended_at"]
+
+
+def listed_status(project: Path, *args: str) -> dict[str, str]:
+    code, out, err = finish(rbottle(project, "list", "--format=json", *args), timeout=120)
+    assert code == 0, err
+    return {b["identity"]: b["status"] for b in json.loads(out)}
+
+
+def test_cleanup_with_host_removes_what_a_lost_session_left_on_the_vm(
+    vm: FakeVm, agent_image: str, write_manifest: Callable[..., Path]
+) -> None:
+    project = write_manifest({"hosts": {"vm": vm.hosts_entry()}}).parent
+    with open_engine(target(vm), progress=lambda _m: None, consent=lambda _q: False) as engine:
+        spec = BottleSpec(
+            identity=f"lost-{secrets.token_hex(3)[:5]}",
+            agent="lost",
+            bottle="sealed",
+            command=Command(mode="exec", argv=("true",)),
+            egress_enabled=False,
+            host="vm",
+        )
+        backend = DockerBottleBackend(engine.client)
+        plan = backend.prepare(spec)
+        place_images(engine, plan, progress=lambda _m: None)
+        with backend.launch(plan, LaunchOptions(tty=False)) as bottle:
+            bottle.keep = True  # as if the laptop went away mid-session
+            backend.release(bottle)
+    assert vm_owned(vm)
+    code, _, err = finish(rbottle(project, "cleanup", "--host", "vm"), timeout=120)
+    assert code != 0 and "no terminal to confirm on" in err, err
+    assert f"rb-{spec.identity}" in err and vm_owned(vm)
+    code, _, err = finish(rbottle(project, "cleanup", "--host", "vm", "--yes"), timeout=120)
+    assert code == 0, err
+    assert "removed" in err and "from vm" in err
+    assert not vm_owned(vm)
 
 
 def isolated_state() -> Path:
