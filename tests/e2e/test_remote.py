@@ -23,14 +23,12 @@ from pydantic import SecretStr
 
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
-from remotebottle.backend.docker.streams import exec_with_stdin
 from remotebottle.backend.spec import BottleSpec, Command, Secretish
 from remotebottle.hosts.engine import open_engine
-from remotebottle.hosts.resolve import HostTarget
 from remotebottle.remote_images import place_images
 from remotebottle.session import stream_output
 from tests.e2e.conftest import FAKE_API_URL, FakeApi, finish, owned, rbottle
-from tests.e2e.vmparts import vm, vm_owned
+from tests.e2e.vmparts import grep_vm_disk, target, vm, vm_owned
 from tests.integration.fakevm import (
     FAKEVM_BARE_IMAGE,
     FakeVm,
@@ -51,29 +49,6 @@ getent hosts example.com >/dev/null && echo DNS || echo no-dns
 while [ ! -e /tmp/go ]; do sleep 0.2; done
 exit 4
 """
-
-
-def grep_vm_disk(vm: FakeVm, needle: str) -> str:
-    """Files on the VM's disks holding `needle` (memory filesystems and /proc left out).
-
-    The needle goes in on stdin, so the search itself does not put it on a command line.
-    """
-    script = r"""
-    skip=$(awk '$3 ~ /^(tmpfs|proc|sysfs|devtmpfs|devpts|mqueue|cgroup2?|securityfs)$/ \
-        {printf "-path %s -prune -o ", $2}' /proc/mounts)
-    needle=$(cat)
-    find / $skip -type f -size -64M -print0 2>/dev/null \
-        | xargs -0 grep -lF -e "$needle" 2>/dev/null || true
-    """
-    code, out, err = exec_with_stdin(
-        vm.container.client, str(vm.container.id), ["sh", "-c", script], needle.encode()
-    )
-    assert code == 0, err
-    return out.decode(errors="replace").strip()
-
-
-def target(vm: FakeVm) -> HostTarget:
-    return HostTarget("vm", vm.ssh_host())
 
 
 def test_cli_start_runs_on_the_vm_and_keeps_secrets_off_its_disk(

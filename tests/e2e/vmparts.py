@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from remotebottle.backend.docker import labels as L
+from remotebottle.backend.docker.streams import exec_with_stdin
+from remotebottle.hosts.resolve import HostTarget
 from tests.integration.fakevm import FakeVm
 
 
@@ -33,3 +35,26 @@ def vm(fakevm: FakeVm, isolated_home: Path) -> Iterator[FakeVm]:
     while (left := vm_owned(fakevm)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not left, f"left on the VM: {left}"
+
+
+def grep_vm_disk(vm: FakeVm, needle: str) -> str:
+    """Files on the VM's disks holding `needle` (memory filesystems and /proc left out).
+
+    The needle goes in on stdin, so the search itself does not put it on a command line.
+    """
+    script = r"""
+    skip=$(awk '$3 ~ /^(tmpfs|proc|sysfs|devtmpfs|devpts|mqueue|cgroup2?|securityfs)$/ \
+        {printf "-path %s -prune -o ", $2}' /proc/mounts)
+    needle=$(cat)
+    find / $skip -type f -size -64M -print0 2>/dev/null \
+        | xargs -0 grep -lF -e "$needle" 2>/dev/null || true
+    """
+    code, out, err = exec_with_stdin(
+        vm.container.client, str(vm.container.id), ["sh", "-c", script], needle.encode()
+    )
+    assert code == 0, err
+    return out.decode(errors="replace").strip()
+
+
+def target(vm: FakeVm) -> HostTarget:
+    return HostTarget("vm", vm.ssh_host())

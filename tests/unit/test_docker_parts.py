@@ -128,7 +128,7 @@ def test_workdir_copy_respects_gitignore(tmp_path: Path, is_repo: bool) -> None:
 
 
 def test_trust_bundle_appends_the_egress_ca() -> None:
-    members = read_tar(provision.trust_bundle_archive(b"EXISTING\n", b"EGRESS"))
+    members = read_tar(provision.trust_bundle_archive(b"EXISTING\n", [b"EGRESS"]))
     assert set(members) == {"ca-certificates.crt"}
 
 

@@ -1,7 +1,8 @@
 """DockerBottleBackend: a bottle on whatever engine its `docker.DockerClient` reaches.
 
-Launch order: images -> networks -> vault -> egress proxy (healthy) -> agent
-(created, files put in, started, setup delivered through tmpfs). Teardown finds
+Launch order: images -> networks -> vault -> sidecars (egress proxy, credential
+proxy, git gate; each grants the agent env, files, CAs) -> agent (created, files
+put in, started, setup delivered through tmpfs). Teardown finds
 everything by the identity label, so a half-made bottle is removed as well.
 """
 
@@ -27,11 +28,12 @@ from remotebottle.backend.base import (
     CleanupPlan,
     register,
 )
-from remotebottle.backend.docker import egress, provision
+from remotebottle.backend.docker import credproxy, egress, gitgate, provision
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.engine import engine_facts
 from remotebottle.backend.docker.images import build_agent_image, ensure_pulled
 from remotebottle.backend.docker.planner import plan as make_plan
+from remotebottle.backend.docker.sidecar import HARDENING, AgentGrant, SidecarSite
 from remotebottle.backend.docker.streams import exec_with_stdin
 from remotebottle.backend.docker.vault import Vault
 from remotebottle.backend.spec import BottlePlan, BottleSpec
@@ -39,7 +41,6 @@ from remotebottle.errors import BottleError, EngineError, TeardownError
 
 Progress = Callable[[str], None]
 PROXY_READY_TIMEOUT = 30.0
-HARDENING: dict[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
 
 
 @dataclass(frozen=True)
@@ -144,31 +145,31 @@ class DockerBottleBackend(BottleBackend):
         agent_image = build_agent_image(client, self._progress)
         if plan.images.egress:
             ensure_pulled(client, plan.images.egress, self._progress)
-        runtime = {"runtime": "runsc"} if plan.runtime == "runsc" else {}
+        runtime: dict[str, Any] = {"runtime": "runsc"} if plan.runtime == "runsc" else {}
 
         self._progress("creating the bottle's network")
         internal = self._network(f"rb-{ident}-internal", spec, internal=True)
-        env: dict[str, str] = {}
-        ca_cert = b""
-        proxy_id = None
         outside = None
-        if plan.images.egress:
+        grant = AgentGrant()
+        if plan.images.egress or spec.routes or spec.git:
             outside = self._network(f"rb-{ident}-egress", spec, internal=False)
-            ca_cert, proxy_id = self._start_proxy(plan, opts, agent_image, internal, outside)
-            env = {
-                "HTTP_PROXY": egress.PROXY_URL,
-                "HTTPS_PROXY": egress.PROXY_URL,
-                "http_proxy": egress.PROXY_URL,
-                "https_proxy": egress.PROXY_URL,
-                "NO_PROXY": "localhost,127.0.0.1",
-                "no_proxy": "localhost,127.0.0.1",
-            }
+            vault = Vault(client, ident, spec.agent, agent_image)
+            vault.open()
+            site = SidecarSite(
+                client, plan, vault, internal, outside, agent_image, runtime, self._progress
+            )
+            if plan.images.egress:
+                grant |= self._start_proxy(site, opts)
+            grant |= credproxy.start(site)
+            if spec.git:
+                grant |= gitgate.start(site)
         if opts.before_agent_start:
             opts.before_agent_start(
                 BottleNetworks(ident, spec.agent, internal.id, outside.id if outside else None)
             )
 
         self._progress("starting the agent")
+        no_proxy = ",".join(("localhost", "127.0.0.1", *grant.no_proxy))
         agent = self._container(
             agent_image,
             provision.agent_command(spec, resume=opts.transcript is not None),
@@ -176,7 +177,7 @@ class DockerBottleBackend(BottleBackend):
             hostname=ident,
             labels=L.labels(ident, spec.agent, L.ROLE_AGENT, spec.host),
             network=internal.id,
-            environment=env,
+            environment={**grant.env, "NO_PROXY": no_proxy, "no_proxy": no_proxy},
             tty=opts.tty,
             stdin_open=opts.tty,
             tmpfs={provision.SETUP_DIR: f"size=1m,mode=0700,uid={provision.AGENT_UID}"},
@@ -186,15 +187,17 @@ class DockerBottleBackend(BottleBackend):
             **runtime,
             **HARDENING,
         )
-        self._put(agent, provision.AGENT_HOME, provision.home_archive(spec))
+        self._put(agent, provision.AGENT_HOME, provision.home_archive(spec, grant.home_files))
         if spec.cwd is not None:
             self._put(agent, provision.WORKDIR, provision.workdir_archive(spec.cwd))
         if opts.transcript:
             self._put(agent, f"{provision.AGENT_HOME}/.claude", opts.transcript)
-        if ca_cert:
+        if grant.ca_certs:
             bundle = self._read_file(agent, provision.CA_BUNDLE)
             self._put(
-                agent, provision.CA_BUNDLE_DIR, provision.trust_bundle_archive(bundle, ca_cert)
+                agent,
+                provision.CA_BUNDLE_DIR,
+                provision.trust_bundle_archive(bundle, grant.ca_certs),
             )
         agent.start()
         code, out, err = exec_with_stdin(
@@ -207,21 +210,22 @@ class DockerBottleBackend(BottleBackend):
         if code != 0:
             detail = (err or out).decode(errors="replace").strip()[:300]
             raise BottleError(f"setting up the agent failed (exit {code}): {detail}")
-        extras = {"proxy": proxy_id} if proxy_id else {}
-        return Bottle(identity=ident, agent_container=agent.id, plan=plan, extras=extras)
+        return Bottle(
+            identity=ident,
+            agent_container=agent.id,
+            plan=plan,
+            extras={"sidecars": list(grant.containers)},
+        )
 
-    def _start_proxy(
-        self, plan: BottlePlan, opts: LaunchOptions, agent_image: str, internal: Any, outside: Any
-    ) -> tuple[bytes, str]:
-        """Start pipelock on the internal and the egress network; return (CA cert, id)."""
+    def _start_proxy(self, site: SidecarSite, opts: LaunchOptions) -> AgentGrant:
+        """Start pipelock on the internal and the outside network; the agent goes through it."""
+        plan = site.plan
         spec = plan.spec
         ident = spec.identity
-        assert plan.images.egress
+        assert plan.images.egress and site.outside is not None
         self._progress("starting the egress proxy")
-        vault = Vault(self.client, ident, spec.agent, agent_image)
-        vault.open()
         ca = egress.make_ca(ident)
-        vault.put(
+        site.vault.put(
             "egress",
             {
                 "pipelock.yaml": egress.pipelock_config(
@@ -236,17 +240,22 @@ class DockerBottleBackend(BottleBackend):
             egress.pipelock_command(),
             name=f"rb-{ident}-egress",
             labels=L.labels(ident, spec.agent, L.ROLE_EGRESS, spec.host),
-            network=outside.id,
-            volumes={vault.volume: {"bind": egress.CONFIG_DIR, "mode": "ro"}},
+            network=site.outside.id,
+            volumes={site.vault.volume: {"bind": egress.CONFIG_DIR, "mode": "ro"}},
             read_only=True,
             mem_limit="256m",
-            **({"runtime": "runsc"} if plan.runtime == "runsc" else {}),
+            **site.runtime,
             **HARDENING,
         )
-        internal.connect(proxy, aliases=[egress.PROXY_ALIAS])
+        site.internal.connect(proxy, aliases=[egress.PROXY_ALIAS])
         proxy.start()
         self._wait_healthy(proxy)
-        return ca.cert_pem, str(proxy.id)
+        proxies = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+        return AgentGrant(
+            env={name: egress.PROXY_URL for name in proxies},
+            ca_certs=(ca.cert_pem,),
+            containers=(str(proxy.id),),
+        )
 
     def _network(self, name: str, spec: BottleSpec, *, internal: bool) -> Any:
         try:

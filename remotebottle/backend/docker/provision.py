@@ -15,7 +15,7 @@ import shlex
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from remotebottle.backend.spec import BottleSpec
@@ -90,9 +90,12 @@ class TarBuilder:
         return self._buffer.getvalue()
 
 
-def home_archive(spec: BottleSpec) -> bytes:
-    """Files for the agent's home, rooted at /home/agent."""
+def home_archive(spec: BottleSpec, granted: Mapping[str, bytes] | None = None) -> bytes:
+    """Files for the agent's home, rooted at /home/agent: Claude Code's settings, skills,
+    the prompt, and what the sidecars grant (`granted`, by relative path)."""
     tar = TarBuilder()
+    for name, data in (granted or {}).items():
+        tar.file(name, data)
     tar.file(".claude.json", json.dumps(CLAUDE_JSON, indent=2).encode())
     tar.directory(".claude/skills")
     for skill in spec.skills:
@@ -148,10 +151,10 @@ def env_file(spec: BottleSpec, extra: dict[str, str]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def trust_bundle_archive(existing_bundle: bytes, egress_ca: bytes) -> bytes:
-    """The image's CA bundle plus the egress proxy's CA, for CA_BUNDLE_DIR."""
+def trust_bundle_archive(existing_bundle: bytes, extra_cas: Iterable[bytes]) -> bytes:
+    """The image's CA bundle plus the sidecars' CAs (the egress proxy's), for CA_BUNDLE_DIR."""
     tar = TarBuilder(uid=0)
-    bundle = existing_bundle.rstrip(b"\n") + b"\n" + egress_ca
+    bundle = existing_bundle.rstrip(b"\n") + b"\n" + b"".join(extra_cas)
     tar.file("ca-certificates.crt", bundle, 0o644)
     return tar.bytes()
 

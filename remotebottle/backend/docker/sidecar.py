@@ -19,6 +19,8 @@ from remotebottle.backend.docker.vault import Vault
 from remotebottle.backend.spec import BottlePlan
 
 Progress = Callable[[str], None]
+# Every container of a bottle starts from this: no capabilities, no privilege gain.
+HARDENING: Mapping[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,22 @@ class Vault:
         self._image = image
         self._holder: str | None = None
 
+    @classmethod
+    def attach(cls, client: docker.DockerClient, identity: str) -> Vault:
+        """The vault of a running bottle, to replace files in it."""
+        try:
+            holders = client.containers.list(
+                filters={"label": [f"{L.IDENTITY}={identity}", f"{L.ROLE}={L.ROLE_SECRETS}"]}
+            )
+        except docker.errors.DockerException as exc:
+            raise EngineError(f"could not find the vault of {identity}: {exc}") from None
+        if not holders:
+            raise BottleError(f"bottle {identity} has no running vault")
+        holder = holders[0]
+        vault = cls(client, identity, holder.labels.get(L.AGENT, "?"), "")
+        vault._holder = holder.id
+        return vault
+
     def open(self) -> None:
         """Create the tmpfs volume and start its holder."""
         try:

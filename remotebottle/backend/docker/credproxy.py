@@ -1,0 +1,150 @@
+"""The credential proxy sidecar: the agent calls a route, the proxy adds the secret.
+
+A small Node server (resources/credproxy/credproxy.js) run on the agent image as
+its own user. It serves `http://cred-proxy:8080/<route>/...` by forwarding to the
+route's upstream with the route's `inject` headers, after dropping any credential
+the agent sent. The route table, secret values included, lives only in the
+bottle's tmpfs vault; `reload_routes` replaces it in a running bottle (SIGHUP).
+The proxy reaches upstreams on the bottle's outside network, not through the egress
+proxy: the injected secret would (rightly) trip its DLP.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import docker
+import docker.errors
+
+from remotebottle.backend.docker import labels as L
+from remotebottle.backend.docker.sidecar import HARDENING, AgentGrant, SidecarSite
+from remotebottle.backend.docker.vault import Vault
+from remotebottle.backend.spec import ANTHROPIC_ROLE, RouteSpec
+from remotebottle.errors import BottleError, EngineError
+
+ALIAS = "cred-proxy"
+PORT = 8080
+UID = 10001
+VAULT_DIR = "credproxy"
+MOUNT = "/run/rbottle-vault"
+READY_TIMEOUT = 30.0
+# What Claude Code holds instead of a token: it must send something, and this is not a secret.
+PLACEHOLDER_TOKEN = "rbottle-placeholder-the-credential-proxy-holds-the-token"  # noqa: S105
+
+
+def route_url(route: RouteSpec) -> str:
+    """Where the agent sends requests for `route`."""
+    return f"http://{ALIAS}:{PORT}/{route.name}"
+
+
+def route_table(routes: Sequence[RouteSpec]) -> bytes:
+    """The proxy's route table, with the secret header values: for the vault only."""
+    table = []
+    for route in routes:
+        inject: dict[str, str] = {}
+        for header, value in route.inject.items():
+            if value.value is None:
+                raise BottleError(f"route {route.name}: header {header} was not resolved")
+            inject[header] = value.value.get_secret_value()
+        table.append({"name": route.name, "upstream": route.upstream, "inject": inject})
+    return json.dumps({"routes": table}).encode()
+
+
+def agent_env(routes: Sequence[RouteSpec]) -> dict[str, str]:
+    """Claude Code's settings for the `anthropic-base-url` route; nothing without one."""
+    anthropic = next((r for r in routes if r.role == ANTHROPIC_ROLE), None)
+    if anthropic is None:
+        return {}
+    return {
+        "ANTHROPIC_BASE_URL": route_url(anthropic),
+        "CLAUDE_CODE_OAUTH_TOKEN": PLACEHOLDER_TOKEN,
+    }
+
+
+def _script() -> bytes:
+    return resources.files("remotebottle").joinpath("resources/credproxy/credproxy.js").read_bytes()
+
+
+def start(site: SidecarSite) -> AgentGrant:
+    """Start the bottle's credential proxy, if it has routes."""
+    spec = site.plan.spec
+    if not spec.routes:
+        return AgentGrant()
+    if site.outside is None:
+        raise BottleError("the credential proxy needs the bottle's outside network")
+    site.progress("starting the credential proxy")
+    site.vault.put(
+        VAULT_DIR, {"credproxy.js": _script(), "routes.json": route_table(spec.routes)}, uid=UID
+    )
+    try:
+        proxy = site.client.containers.create(
+            site.agent_image,
+            [f"{MOUNT}/{VAULT_DIR}/credproxy.js", f"{MOUNT}/{VAULT_DIR}/routes.json", str(PORT)],
+            entrypoint=["node"],
+            user=f"{UID}:{UID}",
+            name=f"rb-{spec.identity}-cred-proxy",
+            labels=L.labels(spec.identity, spec.agent, L.ROLE_CRED_PROXY, spec.host),
+            network=site.outside.id,
+            volumes={site.vault.volume: {"bind": MOUNT, "mode": "ro"}},
+            read_only=True,
+            mem_limit="256m",
+            pids_limit=128,
+            **site.runtime,
+            **HARDENING,
+        )
+        site.internal.connect(proxy, aliases=[ALIAS])
+        proxy.start()
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"could not start the credential proxy: {exc}") from None
+    _wait_listening(proxy)
+    return AgentGrant(env=agent_env(spec.routes), no_proxy=(ALIAS,), containers=(str(proxy.id),))
+
+
+def _wait_listening(proxy: Any) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        proxy.reload()
+        logs = proxy.logs().decode(errors="replace")
+        if '"event":"listening"' in logs:
+            return
+        if proxy.status not in ("created", "running"):
+            raise BottleError(f"the credential proxy stopped: {logs.strip()[-300:]}")
+        time.sleep(0.1)
+    raise BottleError(f"the credential proxy did not start in {READY_TIMEOUT:.0f}s")
+
+
+def reload_routes(client: docker.DockerClient, identity: str, routes: Sequence[RouteSpec]) -> None:
+    """Replace the route table of bottle `identity`'s running proxy; no restart.
+
+    Requests already in flight finish on the old table; the next ones use the new.
+    """
+    found = client.containers.list(
+        filters={"label": [f"{L.IDENTITY}={identity}", f"{L.ROLE}={L.ROLE_CRED_PROXY}"]}
+    )
+    if not found:
+        raise BottleError(f"bottle {identity} has no running credential proxy")
+    proxy = found[0]
+    before = _log_counts(proxy)
+    Vault.attach(client, identity).put(VAULT_DIR, {"routes.json": route_table(routes)}, uid=UID)
+    try:
+        proxy.kill(signal="SIGHUP")
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"could not signal the credential proxy: {exc}") from None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        reloaded, failed = _log_counts(proxy)
+        if failed > before[1]:
+            raise BottleError("the credential proxy rejected the new route table; it keeps the old")
+        if reloaded > before[0]:
+            return
+        time.sleep(0.1)
+    raise BottleError("the credential proxy did not confirm the new route table")
+
+
+def _log_counts(proxy: Any) -> tuple[int, int]:
+    logs = proxy.logs().decode(errors="replace")
+    return logs.count('"event":"reloaded"'), logs.count('"event":"reload-failed"')
