@@ -263,3 +263,32 @@ def test_cli_start_gives_the_agent_the_route_and_a_placeholder_only(
     assert lines[0] == f"http://cred-proxy:8080/anthropic {credproxy.PLACEHOLDER_TOKEN}"
     assert lines[1] == "502", "the proxy should answer for an unreachable upstream"
     assert secret not in out + err
+
+
+STREAM_PROBE = """
+import json, time, urllib.request
+body = {"model": "m", "max_tokens": 9, "stream": True,
+        "messages": [{"role": "user", "content": "hi"}]}
+request = urllib.request.Request(
+    "http://cred-proxy:8080/upstream/messages", data=json.dumps(body).encode(),
+    headers={"content-type": "application/json"})
+first = last = None
+with urllib.request.urlopen(request) as response:
+    for line in response:
+        if b"content_block_delta" in line and first is None:
+            first = time.monotonic()
+        if b"message_stop" in line:
+            last = time.monotonic()
+print(f"{last - first:.3f}")
+"""
+
+
+def test_streamed_responses_pass_event_by_event(
+    docker_client: docker.DockerClient, proxied_bottle: tuple[str, str, FakeApi, str]
+) -> None:
+    """The fake API waits 50 ms between text chunks: a buffering proxy would deliver the
+    first chunk and the end of the stream together."""
+    _, cid, _, _ = proxied_bottle
+    code, out = run(docker_client, cid, f"python3 -c '{STREAM_PROBE}'")
+    assert code == 0, out
+    assert float(out) >= 0.1, f"the stream arrived in one piece ({out.strip()} s apart)"
