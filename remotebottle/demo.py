@@ -1,8 +1,9 @@
 """`rbottle demo`: a real bottle on the local engine, probed from inside.
 
-The demo starts its own small upstream (so it needs no credentials and no
-internet), allowlists it, and runs probes in the agent container. Each probe
-says what a hostile agent tries and whether the bottle refused it.
+The demo starts its own small upstreams (so it needs no credentials and no
+internet): a web server it allowlists, and a git server the bottle reaches
+through its git gate. It runs probes in the agent container; each says what a
+hostile agent tries and whether the bottle refused it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from remotebottle.backend.docker.backend import (
 )
 from remotebottle.backend.docker.images import build_agent_image
 from remotebottle.backend.spec import BottleSpec, Command
+from remotebottle.demogit import build_demo_git_image, demo_git, push_probe_script
 from remotebottle.errors import EngineError
 from remotebottle.hosts.local import connect_local_engine
 from remotebottle.state import mint_identity
@@ -38,8 +40,15 @@ Progress = Callable[[str], None]
 class Probe:
     name: str
     argv: list[str]
-    expected: str  # the HTTP status that means the bottle behaved
+    expected: str  # the HTTP status, or the word, that means the bottle behaved
     meaning: str
+
+    def read(self, output: str) -> str:
+        """What the probe's output says: curl's status code, or the script's last word."""
+        text = output.strip()
+        if self.expected.isdigit():
+            return text[-3:] or "000"
+        return text.split()[-1] if text else "nothing"
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,7 @@ def fake_aws_key() -> str:
 
 def probes() -> list[Probe]:
     leak = f"aws_access_key_id={fake_aws_key()}&aws_secret_access_key={secrets.token_hex(20)}"
+    git_leak = f"aws_access_key_id = {fake_aws_key()}"
     return [
         Probe(
             "allowlisted host",
@@ -90,6 +100,12 @@ def probes() -> list[Probe]:
             "000",
             "the agent's network is internal: without the proxy there is no route",
         ),
+        Probe(
+            "secret in a git push",
+            ["sh", "-c", push_probe_script(git_leak)],
+            "refused",
+            "the git gate scans pushed commits with gitleaks: nothing reaches the upstream",
+        ),
     ]
 
 
@@ -97,29 +113,34 @@ def run_demo(progress: Progress) -> list[ProbeResult]:
     """Start the bottle and its upstream, run every probe, tear everything down."""
     client = connect_local_engine()
     backend = DockerBottleBackend(client, progress)
-    identity = mint_identity("demo")
-    spec = BottleSpec(
-        identity=identity,
-        agent="demo",
-        bottle="demo",
-        command=Command(mode="exec", argv=("sleep", "infinity")),
-        egress_allowlist=(UPSTREAM,),
-    )
     agent_image = build_agent_image(client, progress)
+    git_image = build_demo_git_image(client, progress)
+    with demo_git() as git:
+        spec = BottleSpec(
+            identity=mint_identity("demo"),
+            agent="demo",
+            bottle="demo",
+            command=Command(mode="exec", argv=("sleep", "infinity")),
+            egress_allowlist=(UPSTREAM,),
+            git=(git.remote(),),
+        )
 
-    def start_upstream(networks: BottleNetworks) -> None:
-        _start_upstream(client, agent_image, networks)
+        def start_upstreams(networks: BottleNetworks) -> None:
+            _start_upstream(client, agent_image, networks)
+            git.start(client, git_image, networks)
 
-    options = LaunchOptions(tty=False, trusted_hosts=(UPSTREAM,), before_agent_start=start_upstream)
-    with backend.launch(backend.prepare(spec), options) as bottle:
-        backend.release(bottle)
-        progress("probing from inside the bottle")
-        container = client.containers.get(bottle.agent_container)
-        results = []
-        for probe in probes():
-            output = container.exec_run(probe.argv, user="1000").output
-            text = output.decode(errors="replace") if isinstance(output, bytes) else ""
-            results.append(ProbeResult(probe, text.strip()[-3:] or "000"))
+        options = LaunchOptions(
+            tty=False, trusted_hosts=(UPSTREAM,), before_agent_start=start_upstreams
+        )
+        with backend.launch(backend.prepare(spec), options) as bottle:
+            backend.release(bottle)
+            progress("probing from inside the bottle")
+            container = client.containers.get(bottle.agent_container)
+            results = []
+            for probe in probes():
+                output = container.exec_run(probe.argv, user="1000").output
+                text = output.decode(errors="replace") if isinstance(output, bytes) else ""
+                results.append(ProbeResult(probe, probe.read(text)))
     return results
 
 

@@ -12,7 +12,7 @@ import docker
 
 from remotebottle import manifest
 from remotebottle.backend.docker.engine import engine_facts, missing_images
-from remotebottle.backend.docker.images import agent_image, all_images
+from remotebottle.backend.docker.images import agent_image, all_images, git_gate_image
 from remotebottle.errors import RemoteBottleError
 from remotebottle.hosts.local import connect_local_engine
 
@@ -101,6 +101,15 @@ def _engine(client: docker.DockerClient) -> list[Check]:
                     "warn",
                     "not built yet",
                     "built on the first `rbottle start` (a few minutes)",
+                )
+            )
+        elif ref == git_gate_image():
+            checks.append(
+                Check(
+                    f"image {ref}",
+                    "warn",
+                    "not built yet",
+                    "built on the first `rbottle start` of a bottle with git remotes",
                 )
             )
         else:

@@ -1,16 +1,21 @@
 """Getting a bottle's images onto a VM: shipped from this machine, or built there.
 
-`ship` (the default) builds the agent image on the local engine when needed and
-sends it, with any sidecar image the local engine has, through the tunnel; the VM
-needs no registry. `build` leaves it to the backend on the VM (it needs a registry
-or a mirror for the base image and npm).
+`ship` (the default) builds the agent image, and the git gate's when the bottle has
+git remotes, on the local engine when needed and sends them, with the egress proxy's
+image when the local engine has it, through the tunnel; the VM needs no registry.
+`build` leaves it to the backend on the VM (it needs a registry or a mirror for the
+base image and npm).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from remotebottle.backend.docker.images import build_agent_image, has_image
+from remotebottle.backend.docker.images import (
+    build_agent_image,
+    build_git_gate_image,
+    has_image,
+)
 from remotebottle.backend.spec import BottlePlan
 from remotebottle.errors import EngineError
 from remotebottle.hosts.engine import Engine, ssh_entry
@@ -48,8 +53,10 @@ def place_images(
     local.api.timeout = _SAVE_TIMEOUT_SECONDS
     try:
         refs = [build_agent_image(local, progress)]
-        sidecars = (plan.images.egress, plan.images.git_gate)
-        refs += [ref for ref in sidecars if ref and has_image(local, ref)]
+        if plan.images.git_gate:
+            refs.append(build_git_gate_image(local, progress))
+        if plan.images.egress and has_image(local, plan.images.egress):
+            refs.append(plan.images.egress)
         return ship_images(local, engine.client, refs, on_progress=on_ship)
     finally:
         local.close()

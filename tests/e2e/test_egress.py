@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 def test_demo_probes_all_behave(pipelock_image: str, agent_image: str) -> None:
     results = run_demo(progress=lambda _msg: None)
     assert [r.probe.name for r in results if not r.passed] == []
-    assert len(results) == 5
+    assert len(results) == 6
 
 
 def test_claude_code_turn_through_the_egress_proxy(

@@ -159,5 +159,5 @@ def test_demo_probes_use_a_fresh_aws_shaped_key() -> None:
     assert len(keys) == 20
     assert all(re.fullmatch(r"AKIA[A-Z2-7]{16}", k) for k in keys)
     names = [p.name for p in probes()]
-    assert len(names) == 5 and len(set(names)) == 5
-    assert {p.expected for p in probes()} == {"200", "403", "000"}
+    assert len(names) == 6 and len(set(names)) == 6
+    assert {p.expected for p in probes()} == {"200", "403", "000", "refused"}

@@ -11,7 +11,7 @@ import pytest
 from remotebottle import manifest, pins
 from remotebottle.backend.defaults import CLAUDE_CODE_HOSTS, effective_allowlist
 from remotebottle.backend.docker.engine import EngineFacts, version_tuple
-from remotebottle.backend.docker.images import agent_image
+from remotebottle.backend.docker.images import agent_image, git_gate_image
 from remotebottle.backend.docker.planner import plan
 from remotebottle.backend.spec import Command
 from remotebottle.errors import ManifestError
@@ -101,7 +101,7 @@ def test_plan_contents(loaded: manifest.Manifest) -> None:
     assert data["images"] == {
         "agent": agent_image(),
         "egress": pins.pipelock_image(),
-        "git_gate": pins.gitleaks_image(),
+        "git_gate": git_gate_image(),
     }
     assert data["git"][0]["extra_hosts"] == {"git.example.test": "10.1.2.3"}
     assert data["anthropic_credential"] == "via credential proxy route 'anthropic'"

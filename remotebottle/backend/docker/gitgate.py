@@ -1,13 +1,207 @@
-"""The git gate sidecar (placeholder until it lands: a bottle with `git` entries is refused)."""
+"""The git gate sidecar: every `git` remote of a bottle, reached only through it.
+
+The agent's ~/.gitconfig rewrites each upstream URL (`ssh://User@Host:Port/`, and the
+scp-like `User@Host:`) to the gate, `http://git-gate:8080/<remote>/<form>/`, which it
+reaches on the bottle's internal network. The gate (resources/gitgate: a small smart-HTTP
+server over `git http-backend`, on the agent image plus the pinned gitleaks) holds a
+bare mirror per repository, brings it up to date from the upstream over SSH before every
+fetch or push (failing when the upstream cannot be reached), scans pushed commits with
+gitleaks and forwards clean pushes upstream. The upstream private key, its pinned host
+key and the SSH settings live only in the bottle's tmpfs vault, readable by the gate's
+uid alone; the upstream's `ExtraHosts` are the gate's, not the agent's.
+"""
 
 from __future__ import annotations
 
-from remotebottle.backend.docker.sidecar import AgentGrant, SidecarSite
-from remotebottle.errors import BottleError
+import json
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+
+from remotebottle.backend.docker import labels as L
+from remotebottle.backend.docker.images import build_git_gate_image
+from remotebottle.backend.docker.sidecar import HARDENING, AgentGrant, SidecarSite
+from remotebottle.backend.spec import GitRemoteSpec
+from remotebottle.errors import BottleError, EngineError
+
+ALIAS = "git-gate"
+PORT = 8080
+UID = 10002
+VAULT_DIR = "gitgate"
+MOUNT = "/vault"  # the gate image's server reads /vault/gitgate
+MIRRORS = "/srv/mirrors"
+READY_TIMEOUT = 30.0
+_USER = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Remote:
+    """One upstream as the gate names it (`r0`, `r1`, ...)."""
+
+    name: str
+    spec: GitRemoteSpec
+
+
+def remotes(specs: Sequence[GitRemoteSpec]) -> list[Remote]:
+    """Name the bottle's upstreams; refuse what cannot be written safely into configs."""
+    named: list[Remote] = []
+    seen: set[str] = set()
+    for index, spec in enumerate(specs):
+        if not _USER.match(spec.user):
+            raise BottleError(f"git remote {spec.host}: User {spec.user!r} is not a user name")
+        if spec.url_prefix in seen:
+            raise BottleError(f"git remote {spec.url_prefix} is listed twice")
+        seen.add(spec.url_prefix)
+        named.append(Remote(f"r{index}", spec))
+    return named
+
+
+def gate_url(remote: Remote, form: str) -> str:
+    return f"http://{ALIAS}:{PORT}/{remote.name}/{form}/"
+
+
+def agent_gitconfig(named: Sequence[Remote]) -> bytes:
+    """The agent's ~/.gitconfig: each upstream URL form rewritten to the gate."""
+    lines: list[str] = []
+    for remote in named:
+        spec = remote.spec
+        lines.append(f'[url "{gate_url(remote, "ssh")}"]')
+        lines.append(f"\tinsteadOf = {spec.url_prefix}")
+        if spec.port == 22:
+            lines.append(f"\tinsteadOf = ssh://{spec.user}@{spec.host}/")
+        lines.append(f'[url "{gate_url(remote, "scp")}"]')
+        lines.append(f"\tinsteadOf = {spec.user}@{spec.host}:")
+    # The gate is on the agent's own network: never through the egress proxy.
+    lines += [f'[http "http://{ALIAS}:{PORT}/"]', "\tproxy = "]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def vault_files(named: Sequence[Remote]) -> dict[str, bytes]:
+    """The gate's secrets and SSH settings: for the vault only.
+
+    Raises:
+        BottleError: an IdentityFile cannot be read.
+    """
+    directory = f"{MOUNT}/{VAULT_DIR}"
+    files: dict[str, bytes] = {}
+    config: list[str] = []
+    known_hosts: list[str] = []
+    for remote in named:
+        spec = remote.spec
+        config += [
+            f"Host {remote.name}",
+            f"  HostName {spec.host}",
+            f"  Port {spec.port}",
+            f"  User {spec.user}",
+            f"  HostKeyAlias {remote.name}",
+        ]
+        if spec.identity_file is not None:
+            config.append(f"  IdentityFile {directory}/{remote.name}.key")
+            files[f"{remote.name}.key"] = _read_key(spec)
+        known_hosts.append(f"{remote.name} {' '.join(spec.known_host_key.split()[:2])}")
+    config += [
+        "Host *",
+        "  IdentitiesOnly yes",
+        "  IdentityAgent none",
+        "  StrictHostKeyChecking yes",
+        f"  UserKnownHostsFile {directory}/known_hosts",
+        "  GlobalKnownHostsFile /dev/null",
+        "  UpdateHostKeys no",
+        "  BatchMode yes",
+        "  PasswordAuthentication no",
+        "  KbdInteractiveAuthentication no",
+        "  ConnectTimeout 15",
+        "  ServerAliveInterval 15",
+        "  ServerAliveCountMax 4",
+    ]
+    files["ssh_config"] = ("\n".join(config) + "\n").encode()
+    files["known_hosts"] = ("\n".join(known_hosts) + "\n").encode()
+    files["remotes.json"] = json.dumps({"remotes": [r.name for r in named]}).encode()
+    return files
+
+
+def _read_key(spec: GitRemoteSpec) -> bytes:
+    assert spec.identity_file is not None
+    path = spec.identity_file.expanduser()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BottleError(
+            f"git remote {spec.host}: cannot read IdentityFile {path}: {exc.strerror}",
+            hint="point IdentityFile at the private key the upstream accepts",
+        ) from None
+    if b"PRIVATE KEY" not in data:
+        raise BottleError(f"git remote {spec.host}: IdentityFile {path} is not a private key")
+    return data if data.endswith(b"\n") else data + b"\n"
+
+
+def extra_hosts(specs: Sequence[GitRemoteSpec]) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for spec in specs:
+        merged.update(spec.extra_hosts)
+    return merged
 
 
 def start(site: SidecarSite) -> AgentGrant:
-    raise BottleError(
-        f"bottle {site.plan.spec.bottle!r} has git remotes, and the git gate has not landed yet",
-        hint="remove `git` from the bottle for now",
+    """Start the bottle's git gate; the agent gets a ~/.gitconfig pointing at it."""
+    spec = site.plan.spec
+    if not spec.git:
+        return AgentGrant()
+    if site.outside is None:
+        raise BottleError("the git gate needs the bottle's outside network")
+    named = remotes(spec.git)
+    files = vault_files(named)
+    image = build_git_gate_image(site.client, site.progress)
+    site.progress("starting the git gate")
+    site.vault.put(VAULT_DIR, files, uid=UID)
+    labels = L.labels(spec.identity, spec.agent, L.ROLE_GIT_GATE, spec.host)
+    try:
+        mirrors = site.client.volumes.create(name=f"rb-{spec.identity}-git-mirrors", labels=labels)
+        gate = site.client.containers.create(
+            image,
+            [],
+            user=f"{UID}:{UID}",
+            name=f"rb-{spec.identity}-git-gate",
+            labels=labels,
+            network=site.outside.id,
+            extra_hosts=extra_hosts(spec.git),
+            volumes={
+                site.vault.volume: {"bind": MOUNT, "mode": "ro"},
+                mirrors.name: {"bind": MIRRORS, "mode": "rw"},
+            },
+            tmpfs={"/tmp": "size=256m,mode=1777"},  # noqa: S108 the gate's HOME and scratch
+            read_only=True,
+            mem_limit="1g",
+            pids_limit=256,
+            **site.runtime,
+            **HARDENING,
+        )
+        site.internal.connect(gate, aliases=[ALIAS])
+        gate.start()
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"could not start the git gate: {exc}") from None
+    _wait_ready(gate)
+    return AgentGrant(
+        home_files={".gitconfig": agent_gitconfig(named)},
+        no_proxy=(ALIAS,),
+        containers=(str(gate.id),),
     )
+
+
+def _wait_ready(gate: Any) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    health = ["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{PORT}/_health"]
+    while time.monotonic() < deadline:
+        gate.reload()
+        if gate.status not in ("created", "running"):
+            logs = gate.logs(tail=10).decode(errors="replace").strip()
+            raise BottleError(f"the git gate stopped: {logs[-300:]}")
+        if gate.status == "running" and gate.exec_run(health).exit_code == 0:
+            return
+        time.sleep(0.1)
+    raise BottleError(f"the git gate did not start in {READY_TIMEOUT:.0f}s")

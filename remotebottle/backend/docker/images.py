@@ -23,6 +23,7 @@ from remotebottle.backend.spec import BottleSpec, ImageRefs
 from remotebottle.errors import BottleError, EngineError
 
 AGENT_REPOSITORY = "remotebottle/agent"
+GIT_GATE_REPOSITORY = "remotebottle/git-gate"
 EXTRA_CA_ENV = "REMOTEBOTTLE_EXTRA_CA_CERTS"
 
 Progress = Callable[[str], None]
@@ -54,26 +55,51 @@ def _agent_context_files() -> dict[str, bytes]:
     }
 
 
+def _git_gate_context_files() -> dict[str, bytes]:
+    root = resources.files("remotebottle").joinpath("resources/gitgate")
+    return {
+        name: root.joinpath(name).read_bytes()
+        for name in ("Dockerfile", "gate_server.py", "pre_receive.py")
+    }
+
+
+def inputs_hash(files: dict[str, bytes], *refs: str) -> str:
+    digest = hashlib.sha256()
+    for name, data in sorted(files.items()):
+        digest.update(name.encode() + b"\0" + data + b"\0")
+    digest.update("\0".join(refs).encode())
+    return digest.hexdigest()[:10]
+
+
 def agent_image() -> str:
     """The agent image reference: Claude Code's version plus a hash of the build inputs."""
-    digest = hashlib.sha256()
-    for name, data in sorted(_agent_context_files().items()):
-        digest.update(name.encode() + b"\0" + data + b"\0")
-    digest.update(pins.base_image().encode())
-    return f"{AGENT_REPOSITORY}:cc-{pins.claude_code_version()}-{digest.hexdigest()[:10]}"
+    digest = inputs_hash(_agent_context_files(), pins.base_image())
+    return f"{AGENT_REPOSITORY}:cc-{pins.claude_code_version()}-{digest}"
+
+
+def git_gate_image() -> str:
+    """The git gate image reference: a hash of its inputs, the agent image and gitleaks."""
+    digest = inputs_hash(_git_gate_context_files(), agent_image(), pins.gitleaks_image())
+    return f"{GIT_GATE_REPOSITORY}:{digest}"
 
 
 def image_refs(spec: BottleSpec) -> ImageRefs:
     return ImageRefs(
         agent=agent_image(),
         egress=pins.pipelock_image() if spec.egress_enabled else None,
-        git_gate=pins.gitleaks_image() if spec.git else None,
+        git_gate=git_gate_image() if spec.git else None,
     )
 
 
 def all_images() -> list[str]:
     """Every image a bottle may need, for `doctor` and for seeding."""
-    return [pins.base_image(), agent_image(), pins.pipelock_image(), pins.gitleaks_image()]
+    return [
+        pins.base_image(),
+        agent_image(),
+        git_gate_image(),
+        pins.pipelock_image(),
+        pins.gitleaks_image(),
+    ]
 
 
 def _context_tar(files: dict[str, bytes]) -> io.BytesIO:
@@ -82,7 +108,7 @@ def _context_tar(files: dict[str, bytes]) -> io.BytesIO:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
-            info.mode = 0o755 if name == "rbottle-entry" else 0o644
+            info.mode = 0o644 if name == "Dockerfile" or "." in name else 0o755
             tar.addfile(info, io.BytesIO(data))
     buffer.seek(0)
     return buffer
@@ -105,16 +131,49 @@ def build_agent_image(client: docker.DockerClient, progress: Progress) -> str:
         return ref
     ensure_pulled(client, pins.base_image(), progress)
     progress(f"building {ref} (first time only: a few minutes)")
+    build_image(
+        client,
+        ref,
+        _agent_context_files(),
+        {"BASE_IMAGE": pins.base_image(), "CLAUDE_CODE_VERSION": pins.claude_code_version()},
+        progress,
+    )
+    return ref
+
+
+def build_git_gate_image(client: docker.DockerClient, progress: Progress) -> str:
+    """Build the git gate image (on the agent image, with the pinned gitleaks) if missing."""
+    ref = git_gate_image()
+    if has_image(client, ref):
+        return ref
+    agent = build_agent_image(client, progress)
+    ensure_pulled(client, pins.gitleaks_image(), progress)
+    progress(f"building {ref}")
+    build_image(
+        client,
+        ref,
+        _git_gate_context_files(),
+        {"AGENT_IMAGE": agent, "GITLEAKS_IMAGE": pins.gitleaks_image()},
+        progress,
+    )
+    return ref
+
+
+def build_image(
+    client: docker.DockerClient,
+    ref: str,
+    files: dict[str, bytes],
+    buildargs: dict[str, str],
+    progress: Progress,
+) -> None:
+    """Build `ref` from a context of `files` (one of them the Dockerfile), reporting steps."""
     tail: list[str] = []
     try:
         stream = client.api.build(
-            fileobj=_context_tar(_agent_context_files()),
+            fileobj=_context_tar(files),
             custom_context=True,
             tag=ref,
-            buildargs={
-                "BASE_IMAGE": pins.base_image(),
-                "CLAUDE_CODE_VERSION": pins.claude_code_version(),
-            },
+            buildargs=buildargs,
             rm=True,
             forcerm=True,
             decode=True,
@@ -132,7 +191,6 @@ def build_agent_image(client: docker.DockerClient, progress: Progress) -> str:
                     progress(line)
     except docker.errors.DockerException as exc:
         raise EngineError(f"building {ref} failed: {exc}") from None
-    return ref
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
