@@ -6,8 +6,7 @@ as well. From inside the agent, on kept-alive connections, alternating:
 
 - round trip of a small request (`GET /v1/models`): direct vs through the proxy;
 - time to the first text event of a streamed `POST /v1/messages`, on a new connection
-  each (the fake API's Python server stalls ~40 ms on a reused connection: Nagle and
-  delayed ACKs, which would flatter the proxy): direct vs proxy.
+  from the agent each time: direct vs proxy (which keeps its upstream connections).
 
     python bench/cred_proxy.py [--n 200]
 """

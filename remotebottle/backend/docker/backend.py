@@ -33,7 +33,7 @@ from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.engine import engine_facts
 from remotebottle.backend.docker.images import build_agent_image, ensure_pulled
 from remotebottle.backend.docker.planner import plan as make_plan
-from remotebottle.backend.docker.sidecar import HARDENING, AgentGrant, SidecarSite
+from remotebottle.backend.docker.sidecar import HARDENING, AgentGrant, SidecarSite, start_container
 from remotebottle.backend.docker.streams import exec_with_stdin
 from remotebottle.backend.docker.vault import Vault
 from remotebottle.backend.spec import BottlePlan, BottleSpec
@@ -222,7 +222,7 @@ class DockerBottleBackend(BottleBackend):
         plan = site.plan
         spec = plan.spec
         ident = spec.identity
-        assert plan.images.egress and site.outside is not None
+        assert plan.images.egress
         self._progress("starting the egress proxy")
         ca = egress.make_ca(ident)
         site.vault.put(
@@ -235,20 +235,15 @@ class DockerBottleBackend(BottleBackend):
                 "ca-key.pem": ca.key_pem,
             },
         )
-        proxy = self._container(
+        proxy = start_container(
+            site,
             plan.images.egress,
             egress.pipelock_command(),
-            name=f"rb-{ident}-egress",
-            labels=L.labels(ident, spec.agent, L.ROLE_EGRESS, spec.host),
-            network=site.outside.id,
+            role=L.ROLE_EGRESS,
+            alias=egress.PROXY_ALIAS,
             volumes={site.vault.volume: {"bind": egress.CONFIG_DIR, "mode": "ro"}},
-            read_only=True,
             mem_limit="256m",
-            **site.runtime,
-            **HARDENING,
         )
-        site.internal.connect(proxy, aliases=[egress.PROXY_ALIAS])
-        proxy.start()
         self._wait_healthy(proxy)
         proxies = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
         return AgentGrant(

@@ -21,7 +21,7 @@ import docker
 import docker.errors
 
 from remotebottle.backend.docker import labels as L
-from remotebottle.backend.docker.sidecar import HARDENING, AgentGrant, SidecarSite
+from remotebottle.backend.docker.sidecar import AgentGrant, SidecarSite, start_container
 from remotebottle.backend.docker.vault import Vault
 from remotebottle.backend.spec import ANTHROPIC_ROLE, RouteSpec
 from remotebottle.errors import BottleError, EngineError
@@ -80,26 +80,18 @@ def start(site: SidecarSite) -> AgentGrant:
     site.vault.put(
         VAULT_DIR, {"credproxy.js": _script(), "routes.json": route_table(spec.routes)}, uid=UID
     )
-    try:
-        proxy = site.client.containers.create(
-            site.agent_image,
-            [f"{MOUNT}/{VAULT_DIR}/credproxy.js", f"{MOUNT}/{VAULT_DIR}/routes.json", str(PORT)],
-            entrypoint=["node"],
-            user=f"{UID}:{UID}",
-            name=f"rb-{spec.identity}-cred-proxy",
-            labels=L.labels(spec.identity, spec.agent, L.ROLE_CRED_PROXY, spec.host),
-            network=site.outside.id,
-            volumes={site.vault.volume: {"bind": MOUNT, "mode": "ro"}},
-            read_only=True,
-            mem_limit="256m",
-            pids_limit=128,
-            **site.runtime,
-            **HARDENING,
-        )
-        site.internal.connect(proxy, aliases=[ALIAS])
-        proxy.start()
-    except docker.errors.DockerException as exc:
-        raise EngineError(f"could not start the credential proxy: {exc}") from None
+    proxy = start_container(
+        site,
+        site.agent_image,
+        [f"{MOUNT}/{VAULT_DIR}/credproxy.js", f"{MOUNT}/{VAULT_DIR}/routes.json", str(PORT)],
+        role=L.ROLE_CRED_PROXY,
+        alias=ALIAS,
+        entrypoint=["node"],
+        user=f"{UID}:{UID}",
+        volumes={site.vault.volume: {"bind": MOUNT, "mode": "ro"}},
+        mem_limit="256m",
+        pids_limit=128,
+    )
     _wait_listening(proxy)
     return AgentGrant(env=agent_env(spec.routes), no_proxy=(ALIAS,), containers=(str(proxy.id),))
 

@@ -25,7 +25,7 @@ import docker.errors
 
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.images import build_git_gate_image
-from remotebottle.backend.docker.sidecar import HARDENING, AgentGrant, SidecarSite
+from remotebottle.backend.docker.sidecar import AgentGrant, SidecarSite, start_container
 from remotebottle.backend.spec import GitRemoteSpec
 from remotebottle.errors import BottleError, EngineError
 
@@ -162,29 +162,24 @@ def start(site: SidecarSite) -> AgentGrant:
     labels = L.labels(spec.identity, spec.agent, L.ROLE_GIT_GATE, spec.host)
     try:
         mirrors = site.client.volumes.create(name=f"rb-{spec.identity}-git-mirrors", labels=labels)
-        gate = site.client.containers.create(
-            image,
-            [],
-            user=f"{UID}:{UID}",
-            name=f"rb-{spec.identity}-git-gate",
-            labels=labels,
-            network=site.outside.id,
-            extra_hosts=extra_hosts(spec.git),
-            volumes={
-                site.vault.volume: {"bind": MOUNT, "mode": "ro"},
-                mirrors.name: {"bind": MIRRORS, "mode": "rw"},
-            },
-            tmpfs={"/tmp": "size=256m,mode=1777"},  # noqa: S108 the gate's HOME and scratch
-            read_only=True,
-            mem_limit="1g",
-            pids_limit=256,
-            **site.runtime,
-            **HARDENING,
-        )
-        site.internal.connect(gate, aliases=[ALIAS])
-        gate.start()
     except docker.errors.DockerException as exc:
-        raise EngineError(f"could not start the git gate: {exc}") from None
+        raise EngineError(f"could not create the git gate's mirror volume: {exc}") from None
+    gate = start_container(
+        site,
+        image,
+        [],
+        role=L.ROLE_GIT_GATE,
+        alias=ALIAS,
+        user=f"{UID}:{UID}",
+        extra_hosts=extra_hosts(spec.git),
+        volumes={
+            site.vault.volume: {"bind": MOUNT, "mode": "ro"},
+            mirrors.name: {"bind": MIRRORS, "mode": "rw"},
+        },
+        tmpfs={"/tmp": "size=256m,mode=1777"},  # noqa: S108 the gate's HOME and scratch
+        mem_limit="1g",
+        pids_limit=256,
+    )
     _wait_ready(gate)
     return AgentGrant(
         home_files={".gitconfig": agent_gitconfig(named)},

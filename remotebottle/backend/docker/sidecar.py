@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import docker
+import docker.errors
 
+from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.vault import Vault
 from remotebottle.backend.spec import BottlePlan
+from remotebottle.errors import EngineError
 
 Progress = Callable[[str], None]
 # Every container of a bottle starts from this: no capabilities, no privilege gain.
@@ -74,3 +77,29 @@ class AgentGrant:
             ca_certs=self.ca_certs + other.ca_certs,
             containers=self.containers + other.containers,
         )
+
+
+def start_container(
+    site: SidecarSite, image: str, command: list[str], *, role: str, alias: str, **kwargs: Any
+) -> Any:
+    """Create a hardened sidecar container of the bottle on its outside network, join it to
+    the internal network as `alias`, and start it. `kwargs` go to `containers.create`."""
+    spec = site.plan.spec
+    assert site.outside is not None
+    try:
+        container = site.client.containers.create(
+            image,
+            command,
+            name=f"rb-{spec.identity}-{role}",
+            labels=L.labels(spec.identity, spec.agent, role, spec.host),
+            network=site.outside.id,
+            read_only=True,
+            **site.runtime,
+            **HARDENING,
+            **kwargs,
+        )
+        site.internal.connect(container, aliases=[alias])
+        container.start()
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"could not start the bottle's {role}: {exc}") from None
+    return container

@@ -46,6 +46,12 @@ function loadRoutes() {
 
 let routes = loadRoutes();
 
+// Kept-alive upstream connections: a TLS handshake per request would cost far more.
+const agents = {
+  'http:': new http.Agent({ keepAlive: true, maxSockets: 64 }),
+  'https:': new https.Agent({ keepAlive: true, maxSockets: 64 }),
+};
+
 process.on('SIGHUP', () => {
   try {
     routes = loadRoutes();
@@ -90,7 +96,8 @@ const server = http.createServer((req, res) => {
   headers.host = target.host;
 
   const client = target.protocol === 'https:' ? https : http;
-  const upstream = client.request(target, { method: req.method, headers }, (up) => {
+  const options = { method: req.method, headers, agent: agents[target.protocol] };
+  const upstream = client.request(target, options, (up) => {
     const back = {};
     for (const [key, value] of Object.entries(up.headers)) {
       if (!HOP_BY_HOP.has(key)) back[key] = value;

@@ -100,6 +100,9 @@ class FakeAnthropicServer(ThreadingHTTPServer):
 class Handler(BaseHTTPRequestHandler):
     server: FakeAnthropicServer
     protocol_version = "HTTP/1.1"
+    # Events go out as they are written, as the real API's do (else a reused connection
+    # stalls ~40 ms per event on Nagle's algorithm meeting delayed ACKs).
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         sys.stderr.write(f"fake-anthropic: {format % args}\n")
