@@ -17,8 +17,6 @@ from pathlib import Path
 
 import docker
 import docker.errors
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.backend import BottleNetworks
@@ -31,6 +29,7 @@ from remotebottle.backend.docker.images import (
 from remotebottle.backend.docker.provision import TarBuilder
 from remotebottle.backend.spec import GitRemoteSpec
 from remotebottle.errors import EngineError
+from remotebottle.sshkeys import new_ed25519
 
 HOST = "demo-git"
 USER = "git"
@@ -60,20 +59,6 @@ def build_demo_git_image(client: docker.DockerClient, progress: Progress) -> str
         progress(f"building {ref} (first time only)")
         build_image(client, ref, _context(), {"AGENT_IMAGE": agent}, progress)
     return ref
-
-
-def _openssh_pair() -> tuple[bytes, str]:
-    """(private key in OpenSSH PEM, public key line) of a fresh ed25519 key."""
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    return private, public.decode()
 
 
 @dataclass(frozen=True)
@@ -124,11 +109,11 @@ def demo_git() -> Iterator[DemoGit]:
     """Fresh keys for one demo run; the client key's directory is removed at the end."""
     with tempfile.TemporaryDirectory(prefix="rbottle-demo-git-") as scratch:
         key_path = Path(scratch) / "id_ed25519"
-        client_private, client_public = _openssh_pair()
+        client_private, client_public = new_ed25519()
         key_path.touch(mode=0o600)
-        key_path.write_bytes(client_private)
-        host_private, host_public = _openssh_pair()
-        yield DemoGit(key_path, client_public, host_private, host_public)
+        key_path.write_text(client_private)
+        host_private, host_public = new_ed25519()
+        yield DemoGit(key_path, client_public, host_private.encode(), host_public)
 
 
 def push_probe_script(leak: str) -> str:

@@ -9,6 +9,7 @@ from remotebottle.backend.docker.engine import EngineFacts, engine_facts
 from remotebottle.backend.docker.planner import plan
 from remotebottle.backend.spec import BottlePlan, Command
 from remotebottle.errors import EngineError
+from remotebottle.hosts.cloud import is_cloud, provider_for
 from remotebottle.hosts.local import connect_local_engine
 from remotebottle.hosts.resolve import HostTarget, resolve_host
 from remotebottle.manifest import Manifest
@@ -29,10 +30,13 @@ class StartRequest:
 class StartPlan:
     host: HostTarget
     bottle: BottlePlan
+    vm: dict[str, str] | None = None  # what a cloud host's provider will make (and bill)
 
     def to_dict(self) -> dict[str, object]:
         data = self.bottle.to_dict()
         data["host"] = {"name": self.host.name, "provider": self.host.provider}
+        if self.vm is not None:
+            data["vm"] = dict(self.vm)
         return data
 
 
@@ -60,7 +64,8 @@ def plan_start(
         prompter=prompter,
     )
     facts = _local_facts() if host.is_local else None
-    return StartPlan(host=host, bottle=plan(spec, facts))
+    vm = provider_for(host).preflight() if is_cloud(host) else None
+    return StartPlan(host=host, bottle=plan(spec, facts), vm=vm)
 
 
 def _local_facts() -> EngineFacts | None:

@@ -21,6 +21,7 @@ from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptio
 from remotebottle.backend.docker.labels import IDENTITY, ROLE, ROLE_AGENT
 from remotebottle.backend.spec import BottlePlan
 from remotebottle.errors import BottleError
+from remotebottle.hosts.cloud import is_cloud
 from remotebottle.hosts.engine import Consent, open_engine
 from remotebottle.hosts.resolve import HostTarget, resolve_host
 from remotebottle.launch import StartPlan, StartRequest
@@ -78,7 +79,9 @@ def start(
         resolve_secrets=True,
         prompter=prompter,
     )
-    with open_engine(preview.host, progress=progress, consent=consent) as engine:
+    with open_engine(
+        preview.host, progress=progress, consent=consent, session=spec.identity
+    ) as engine:
         backend = DockerBottleBackend(engine.client, progress)
         plan = backend.prepare(spec)
         if plan.spec.command.mode == "interactive" and not sys.stdin.isatty():
@@ -101,10 +104,20 @@ def start(
         with backend.launch(plan, LaunchOptions(tty=tty, transcript=transcript)) as bottle:
             progress(f"bottle {spec.identity} is up on {engine.host.name}")
             end = _session(backend, engine.client, bottle, tty=tty, redraw=False)
+            if end.detached and _vm_ends_with_session(preview.host):
+                progress(
+                    f"{preview.host.name} makes a VM per session, which goes now: the bottle"
+                    " ends with it (set `reuse: true` on the host to detach and come back)"
+                )
+                end = replace(end, detached=False)
             bottle.keep = end.detached
             if not end.detached:
                 _save(backend, bottle.agent_container, meta)
     return Outcome(spec.identity, end.exit_code, end.detached)
+
+
+def _vm_ends_with_session(host: HostTarget) -> bool:
+    return is_cloud(host) and not getattr(host.entry, "reuse", False)
 
 
 def _session(
@@ -137,7 +150,12 @@ def attach(identity: str, *, progress: Progress, consent: Consent = _refuse) -> 
     """Return to a running bottle wherever it runs; end it when its agent exits."""
     state.parse_identity(identity)
     host = _host_of(identity)
-    with open_engine(host, progress=progress, consent=consent) as engine:
+    if _vm_ends_with_session(host):
+        raise BottleError(
+            f"{identity} ran on a VM made for its session ({host.name}), gone with it",
+            hint=f"`rbottle resume {identity}` starts it again on a new VM",
+        )
+    with open_engine(host, progress=progress, consent=consent, session=identity) as engine:
         client = engine.client
         backend = DockerBottleBackend(client, progress)
         containers = client.containers.list(

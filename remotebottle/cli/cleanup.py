@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 from typing import Any
 
 from remotebottle import run
@@ -13,9 +14,9 @@ from remotebottle.cli.common import (
     add_manifest_option,
     confirm_or_stop,
     load_manifest,
-    not_available,
 )
-from remotebottle.hosts.resolve import resolve_host
+from remotebottle.hosts.resolve import HostTarget, resolve_host
+from remotebottle.manifest import Ec2Host, FlyHost, Manifest
 
 DESCRIPTION = """\
 Remove every container, network and volume labelled as remotebottle's whose
@@ -50,9 +51,10 @@ def register(sub: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    manifest = load_manifest(args)
     if args.orphans:
-        not_available("cleanup --orphans", "issue #7, ephemeral cloud VMs")
-    host = resolve_host(args.host, load_manifest(args))
+        return sweep_orphans(manifest, args.yes)
+    host = resolve_host(args.host, manifest)
     with run.cleanup_on(host, progress=console.info) as found:
         plan = found.plan
         if plan.empty:
@@ -63,4 +65,42 @@ def run_command(args: argparse.Namespace) -> int:
         confirm_or_stop(f"Remove these {len(plan.describe())} objects?", args.yes)
         found.backend.cleanup(plan)
     console.info(f"removed {len(plan.describe())} objects from {host.name}")
+    return 0
+
+
+def sweep_orphans(manifest: Manifest, yes: bool) -> int:
+    """Every cloud host of the manifest: list what its provider holds of ours; sweep orphans."""
+    from remotebottle import orphans
+    from remotebottle.hosts.cloud import provider_for
+
+    hosts = [
+        HostTarget(name, entry)
+        for name, entry in manifest.hosts.items()
+        if isinstance(entry, Ec2Host | FlyHost)
+    ]
+    if not hosts:
+        console.info("no cloud hosts (ec2, fly) in the manifest: no VMs to look for")
+        return 0
+    now = datetime.datetime.now(datetime.UTC)
+    found = []
+    seen: set[tuple[str, str]] = set()
+    for host in hosts:
+        provider = provider_for(host)
+        console.info(f"asking {host.label()} for what is ours")
+        fresh = [
+            r
+            for r in orphans.orphans(provider.list_owned(), now)
+            if (r.provider, r.resource_id) not in seen
+        ]
+        seen.update((r.provider, r.resource_id) for r in fresh)
+        found.append((provider, fresh))
+    listed = [r for _, resources in found for r in resources]
+    if not listed:
+        console.info("no orphans: every VM of ours belongs to a live session")
+        return 0
+    for resource in listed:
+        console.info(f"  {orphans.describe(resource)}")
+    confirm_or_stop(f"Destroy these {len(listed)} cloud resources?", yes)
+    orphans.sweep(found, progress=console.info)
+    console.info(f"destroyed {len(listed)} cloud resources")
     return 0

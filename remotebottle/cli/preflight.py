@@ -22,6 +22,7 @@ def render_preflight(start: StartPlan) -> None:
     rows = [
         ("agent", f"{spec.agent}  (bottle {spec.bottle}, identity {spec.identity})"),
         ("host", start.host.label()),
+        ("vm", _vm(start)),
         ("runtime", _runtime(plan.runtime)),
         ("command", _command(spec.command)),
         ("images", "\n".join(f"{k}: {v}" for k, v in vars(plan.images).items() if v)),
@@ -45,6 +46,20 @@ def render_preflight(start: StartPlan) -> None:
     console.err.print(table)
     for warning in plan.warnings:
         console.warn(warning)
+
+
+def _vm(start: StartPlan) -> str:
+    """A cloud host's VM: what it is, what it costs, when it goes."""
+    if start.vm is None:
+        return ""
+    vm = dict(start.vm)
+    fate = (
+        "kept for the next session"
+        if getattr(start.host.entry, "reuse", False)
+        else ("destroyed when the session ends")
+    )
+    shown = "\n".join(f"{k}: {v}" for k, v in vm.items())
+    return f"{shown}\nnew for this session, {fate}"
 
 
 def _runtime(runtime: str) -> str:

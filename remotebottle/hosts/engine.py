@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 import docker
 import docker.errors
 
-from remotebottle.errors import EngineError, NotAvailableYet
+from remotebottle.errors import EngineError, HostError
+from remotebottle.hosts.cloud import is_cloud
 from remotebottle.hosts.local import connect_local_engine
+from remotebottle.hosts.provider import Machine
 from remotebottle.hosts.resolve import HostTarget
 from remotebottle.manifest import SshHost
 
@@ -26,6 +28,12 @@ if TYPE_CHECKING:  # the SSH modules import paramiko, which `rbottle --help` doe
 
 Progress = Callable[[str], None]
 Consent = Callable[[str], bool]
+
+DOCKER_SOCKET = "/var/run/docker.sock"
+# cloud-init installs Docker on VMs we make; where there is no cloud-init, nothing to wait for.
+CLOUD_INIT_WAIT = (
+    "if command -v cloud-init >/dev/null; then cloud-init status --wait; fi >/dev/null"
+)
 
 
 @dataclass
@@ -43,24 +51,26 @@ class Engine:
 
 @dataclass
 class RemoteLink:
-    """The one SSH connection to the host and the Docker tunnel over it."""
+    """The one SSH connection to the host and the Docker tunnel over it; `machine` is the
+    VM made for this session on a cloud host."""
 
     conn: SshConnection
     tunnel: DockerTunnel
+    machine: Machine | None = None
 
 
 def ssh_entry(host: HostTarget) -> SshHost:
-    """The SSH settings of a remote host.
+    """The SSH settings of a host you own.
 
     Raises:
-        NotAvailableYet: the host is a cloud provider (created per session).
+        HostError: the host is a cloud provider's (its VMs are made per session).
     """
     if isinstance(host.entry, SshHost):
         return host.entry
-    raise NotAvailableYet(
-        f"`--host {host.name}` ({host.provider}) is not available in this version yet: "
-        "VMs created per session land with issue #7",
-        hint="use an SSH host you own: --host ssh://user@host, or a hosts entry",
+    raise HostError(
+        f"{host.name} ({host.provider}) makes a new VM for each session: there is no"
+        " standing machine to ask or connect to",
+        hint="`rbottle cleanup --orphans` finds VMs left behind; start a session to get one",
     )
 
 
@@ -79,11 +89,13 @@ def open_engine(
     progress: Progress,
     consent: Consent,
     timeout: float = 600.0,
+    session: str | None = None,
 ) -> Iterator[Engine]:
     """The engine `host` names, reachable for the duration of the block.
 
     For a remote host: connect, install Docker if missing (`consent` asked first),
-    open the tunnel; all of it closed on the way out, whatever happens.
+    open the tunnel; all of it closed on the way out, whatever happens. For a cloud
+    host: first make the VM of `session` (destroyed on the way out unless reused).
     """
     if host.is_local:
         client = connect_local_engine()
@@ -93,7 +105,12 @@ def open_engine(
             client.close()
         return
     with contextlib.ExitStack() as stack:
-        link = stack.enter_context(_remote_link(host, progress=progress, consent=consent))
+        if is_cloud(host):
+            if session is None:
+                ssh_entry(host)  # raises: no standing machine
+            link = stack.enter_context(_cloud_link(host, session or "", progress=progress))
+        else:
+            link = stack.enter_context(_remote_link(host, progress=progress, consent=consent))
         client = link.tunnel.client(timeout=int(timeout))
         stack.callback(client.close)
         try:
@@ -127,3 +144,34 @@ def _remote_link(host: HostTarget, *, progress: Progress, consent: Consent) -> I
             tunnel.close()
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def _cloud_link(host: HostTarget, session: str, *, progress: Progress) -> Iterator[RemoteLink]:
+    """The session's VM: made, connected (provider-reported host key), heartbeat kept,
+    Docker ready (cloud-init installs it; we wait for it), tunnel open; destroyed after."""
+    from remotebottle.hosts.cloud import Heartbeat, connect_machine, session_machine
+    from remotebottle.hosts.provision import ensure_docker
+    from remotebottle.transport.docker_tunnel import DockerTunnel
+
+    ready_timeout = float(getattr(host.entry, "ready_timeout", 300.0))
+    with session_machine(host, session, progress=progress) as (machine, provider):
+        progress(f"connecting to {machine.address} over SSH")
+        conn = connect_machine(machine, host.name, connect_timeout=30.0)
+        try:
+            # Docker and the heartbeat file are made during first boot: wait for it to end.
+            progress("waiting for the VM's first boot to finish")
+            conn.run(CLOUD_INIT_WAIT, timeout=ready_timeout)
+            if ensure_docker(
+                conn, docker_socket=DOCKER_SOCKET, consent=lambda _q: True, progress=progress
+            ):
+                conn.close()  # a new login, for the docker group
+                conn = connect_machine(machine, host.name, connect_timeout=30.0)
+            with Heartbeat(conn, on_beat=lambda: provider.renew_expiry(machine)):
+                tunnel = DockerTunnel(conn, DOCKER_SOCKET, name=host.name)
+                try:
+                    yield RemoteLink(conn, tunnel, machine)
+                finally:
+                    tunnel.close()
+        finally:
+            conn.close()

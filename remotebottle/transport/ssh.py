@@ -174,6 +174,7 @@ class SshConnection:
         name: the name used in messages and hints (default: the address).
         known_hosts: an extra known_hosts file to trust besides the usual ones.
         expected_host_key: a key learned from the provider; if given, only it is accepted.
+        session_key: a login key made for this VM; if given, the only key offered.
         ssh_config: a config file instead of `~/.ssh/config`.
         keepalive_interval: seconds of silence before a keepalive is sent.
         keepalive_count_max: unanswered intervals tolerated before the link counts as dead.
@@ -186,6 +187,7 @@ class SshConnection:
         name: str | None = None,
         known_hosts: Path | str | None = None,
         expected_host_key: paramiko.PKey | None = None,
+        session_key: paramiko.PKey | None = None,
         ssh_config: Path | str | None = None,
         keepalive_interval: float = KEEPALIVE_INTERVAL,
         keepalive_count_max: int = KEEPALIVE_COUNT_MAX,
@@ -197,6 +199,7 @@ class SshConnection:
         self._ssh_config = ssh_config
         self._extra_known_hosts = known_hosts
         self._expected = expected_host_key
+        self._session_key = session_key
         self._keepalive = (keepalive_interval, keepalive_count_max)
         self._depth = _depth
         self._transport: _Transport | None = None
@@ -219,7 +222,7 @@ class SshConnection:
             sock = self._open_socket(deadline, limit)
             transport = self._handshake(sock, deadline, limit)
             try:
-                authenticate(transport, self.target, deadline)
+                authenticate(transport, self.target, deadline, self._session_key)
             except BaseException:
                 transport.close()
                 raise

@@ -28,9 +28,15 @@ DEFAULT_IDENTITIES = ("id_ed25519", "id_ecdsa", "id_rsa")
 Candidate = tuple[str, Any]
 
 
-def authenticate(transport: paramiko.Transport, t: SshTarget, deadline: float) -> None:
+def authenticate(
+    transport: paramiko.Transport,
+    t: SshTarget,
+    deadline: float,
+    session_key: paramiko.PKey | None = None,
+) -> None:
     """Public keys only, in OpenSSH's order: agent copies of the configured identities, other
-    agent keys (unless IdentitiesOnly), then the identity files themselves.
+    agent keys (unless IdentitiesOnly), then the identity files themselves. With
+    `session_key` (a key made for a VM we created), that key alone.
 
     Raises:
         ConnectError: no key was accepted, or the server wants more than a key.
@@ -38,15 +44,19 @@ def authenticate(transport: paramiko.Transport, t: SshTarget, deadline: float) -
     transport.auth_timeout = max(deadline - time.monotonic(), 0.1)
     agent: paramiko.Agent | None = None
     agent_keys: list[paramiko.AgentKey] = []
-    try:
-        agent = paramiko.Agent()
-        agent_keys = list(agent.get_keys())
-    except (paramiko.SSHException, OSError) as exc:
-        log.debug("ssh-agent unusable: %s", exc)
+    if session_key is None:
+        try:
+            agent = paramiko.Agent()
+            agent_keys = list(agent.get_keys())
+        except (paramiko.SSHException, OSError) as exc:
+            log.debug("ssh-agent unusable: %s", exc)
     tried: list[str] = []
     skipped: list[str] = []
+    offered = (
+        [("the session key", lambda: session_key)] if session_key else candidates(t, agent_keys)
+    )
     try:
-        for label, loader in candidates(t, agent_keys):
+        for label, loader in offered:
             try:
                 key = loader()
             except paramiko.PasswordRequiredException:

@@ -194,10 +194,6 @@ def test_explicit_manifest_option(
 @pytest.mark.parametrize(
     ("argv", "lands_with"),
     [
-        (["start", "plain", "--host", "cloud", "--yes", "--", "true"], "issue #7"),
-        (["cleanup", "--orphans"], "issue #7"),
-        (["env", "cloud"], "issue #7"),
-        (["hosts", "trust", "cloud"], "issue #7"),
         (["dashboard"], "issue #8"),
     ],
 )
@@ -209,6 +205,23 @@ def test_unlanded_commands_say_so_and_fail(
     assert "not available in this version yet" in err
     assert lands_with in err
     assert out == ""
+
+
+@pytest.mark.parametrize("argv", [["env", "cloud"], ["hosts", "trust", "cloud"]])
+def test_a_cloud_host_has_no_standing_machine_to_reach(
+    project: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code != 0 and out == ""
+    assert "makes a new VM for each session" in err and "Traceback" not in err
+
+
+def test_a_cloud_vm_without_credentials_is_a_clean_error(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "start", "plain", "--host", "cloud", "--yes", "--", "true")
+    assert code != 0 and out == ""
+    assert "credentials" in err.lower() and "Traceback" not in err
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import signal
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +37,7 @@ from remotebottle.backend.docker.streams import exec_with_stdin
 from remotebottle.backend.docker.vault import Vault
 from remotebottle.backend.spec import BottlePlan, BottleSpec
 from remotebottle.errors import BottleError, EngineError, TeardownError
+from remotebottle.interrupts import no_interrupts, termination_as_interrupt
 
 Progress = Callable[[str], None]
 PROXY_READY_TIMEOUT = 30.0
@@ -78,39 +78,6 @@ class LaunchOptions:
 _SETTLE_SECONDS = 2.0
 
 
-@contextlib.contextmanager
-def _termination_as_interrupt() -> Iterator[None]:
-    """SIGTERM, and SIGHUP (the terminal went away), end a bottle like Ctrl-C does."""
-
-    def interrupt(_signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    try:
-        previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-@contextlib.contextmanager
-def _no_interrupts() -> Iterator[None]:
-    """Let a teardown finish even if Ctrl-C is pressed again."""
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 @register("docker")
 class DockerBottleBackend(BottleBackend):
     def __init__(self, client: docker.DockerClient, progress: Progress | None = None) -> None:
@@ -129,12 +96,12 @@ class DockerBottleBackend(BottleBackend):
         opts = options or LaunchOptions()
         bottle: Bottle | None = None
         try:
-            with _termination_as_interrupt():
+            with termination_as_interrupt():
                 bottle = self._create(plan, opts)
                 yield bottle
         finally:
             if bottle is None or not bottle.keep:
-                with _no_interrupts():
+                with no_interrupts():
                     self._progress(f"removing bottle {plan.spec.identity}")
                     self.teardown(plan.spec.identity, settle=bottle is None)
 

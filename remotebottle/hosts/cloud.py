@@ -1,0 +1,188 @@
+"""VMs made per session: from a cloud `hosts` entry to an SSH connection, and back to nothing.
+
+`session_machine` creates the session's VM through its provider, connects with the
+host key the provider reported (never trust-on-first-use) and the login key made for
+it, keeps the VM's dead-man timer fed while the session lives, and destroys the VM at
+the end (unless the entry says `reuse`), whatever happens in between. A reused VM's
+login key waits for the next session in the local state dir (mode 0600); a VM made
+for one session has its key in memory only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import io
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from remotebottle import state
+from remotebottle.errors import ConnectError, HostError
+from remotebottle.hosts.provider import Machine, Provider
+from remotebottle.hosts.resolve import HostTarget
+from remotebottle.interrupts import no_interrupts, termination_as_interrupt
+from remotebottle.manifest import Ec2Host, FlyHost, SshHost
+
+if TYPE_CHECKING:  # paramiko is loaded only when a VM is used
+    import paramiko
+
+    from remotebottle.transport.ssh import SshConnection
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+HEARTBEAT_FILE = "/run/rbottle/heartbeat"
+HEARTBEAT_SECONDS = 60.0
+
+# Tests register providers here (a fake VM on loopback standing in for a cloud).
+PROVIDER_OVERRIDES: dict[str, Callable[[HostTarget], Provider]] = {}
+
+
+def is_cloud(host: HostTarget) -> bool:
+    return isinstance(host.entry, Ec2Host | FlyHost) or host.provider in PROVIDER_OVERRIDES
+
+
+def provider_for(host: HostTarget) -> Provider:
+    """The provider that makes `host`'s VMs."""
+    if host.provider in PROVIDER_OVERRIDES:
+        return PROVIDER_OVERRIDES[host.provider](host)
+    entry = host.entry
+    if isinstance(entry, Ec2Host):
+        from remotebottle.hosts.ec2 import Ec2Provider
+
+        return Ec2Provider(entry)
+    if isinstance(entry, FlyHost):
+        from remotebottle.hosts.fly import FlyProvider
+
+        return FlyProvider(entry)
+    raise HostError(f"{host.name} is not a cloud host ({host.provider})")
+
+
+def _public_key(line: str) -> paramiko.PKey:
+    import paramiko
+
+    try:
+        kind, blob = line.split()[:2]
+        return paramiko.PKey.from_type_string(kind, base64.b64decode(blob))
+    except (ValueError, binascii.Error, paramiko.SSHException) as exc:
+        raise ConnectError(f"the provider reported an unusable host key: {exc}") from None
+
+
+def _private_key(pem: str) -> paramiko.PKey | None:
+    import paramiko
+
+    if not pem:
+        return None
+    for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        with contextlib.suppress(paramiko.SSHException):
+            return kind.from_private_key(io.StringIO(pem))
+    raise ConnectError("the provider's login key cannot be read")
+
+
+def connect_machine(machine: Machine, name: str, connect_timeout: float) -> SshConnection:
+    """An SSH connection to `machine`: its reported host key only, its session key only."""
+    from remotebottle.transport.ssh import SshConnection
+
+    entry = SshHost(
+        provider="ssh",
+        address=machine.address,
+        port=machine.port,
+        user=machine.user,
+        connect_timeout=connect_timeout,
+    )
+    return SshConnection(
+        entry,
+        name=name,
+        expected_host_key=_public_key(machine.host_key),
+        session_key=_private_key(machine.login_key),
+    ).connect()
+
+
+class Heartbeat:
+    """Renews the VM's dead-man heartbeat over the session's connection until stopped."""
+
+    def __init__(
+        self,
+        conn: SshConnection,
+        interval: float = HEARTBEAT_SECONDS,
+        on_beat: Callable[[], None] | None = None,
+    ) -> None:
+        self._conn = conn
+        self._interval = interval
+        self._on_beat = on_beat or (lambda: None)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rbottle-heartbeat", daemon=True)
+
+    def beat(self) -> None:
+        """Renew the heartbeat now.
+
+        Raises:
+            HostError: the VM refused (the session would be cut short by its timer).
+        """
+        code, _, err = self._conn.run(f"touch {HEARTBEAT_FILE}", timeout=30)
+        if code != 0:
+            raise HostError(
+                f"cannot renew the VM's dead-man heartbeat: {err.decode(errors='replace').strip()}",
+                hint="the VM would power itself off mid-session; was it made from our user-data?",
+            )
+        self._on_beat()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.beat()
+            except Exception as exc:  # keep beating; the VM's timer is the backstop
+                log.warning("heartbeat not renewed: %s", exc)
+
+    def __enter__(self) -> Heartbeat:
+        self.beat()  # fails loudly before the session starts
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def session_machine(
+    host: HostTarget, identity: str, *, progress: Progress
+) -> Iterator[tuple[Machine, Provider]]:
+    """The VM of session `identity` on cloud host `host`, destroyed on the way out unless
+    the entry says `reuse` (Ctrl-C included: the destroy runs before the interrupt ends us)."""
+    provider = provider_for(host)
+    reuse = bool(getattr(host.entry, "reuse", False))
+    # A reused VM belongs to the host entry, so that the next session finds it.
+    owner = f"reuse-{host.name}" if reuse else identity
+    kept_key = _kept_key_file(host)
+    if reuse and kept_key.is_file():
+        provider.adopt_login_key(owner, kept_key.read_text())
+    with termination_as_interrupt():  # SIGTERM or a closed terminal must not skip the destroy
+        progress(f"creating a VM on {host.label()} for {owner} (or finding it)")
+        machine = provider.create(owner, progress=progress)
+        if reuse and machine.login_key:
+            _keep_key(kept_key, machine.login_key)
+        try:
+            yield machine, provider
+        finally:
+            if not reuse:
+                with no_interrupts():
+                    progress(f"destroying the VM {machine.machine_id}")
+                    provider.destroy(machine, progress=progress)
+
+
+def _kept_key_file(host: HostTarget) -> Path:
+    """Where the login key of a `reuse` VM waits for the next session (mode 0600)."""
+    return state.home() / "hosts" / host.name / "login_key"
+
+
+def _keep_key(path: Path, pem: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(pem)
