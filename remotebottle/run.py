@@ -29,6 +29,7 @@ from remotebottle.manifest import Manifest, default_paths, load
 from remotebottle.remote_images import place_images
 from remotebottle.resolve import build_spec
 from remotebottle.session import SessionEnd, attach_tty, stream_output
+from remotebottle.supervise import capability
 from remotebottle.transport.ship import ShipProgress
 from remotebottle.values import Prompter, ask_no_echo
 
@@ -101,7 +102,10 @@ def start(
         )
         state.write_metadata(meta)
         tty = wants_tty(plan)
-        with backend.launch(plan, LaunchOptions(tty=tty, transcript=transcript)) as bottle:
+        options = LaunchOptions(
+            tty=tty, transcript=transcript, image_lines=capability.read(spec.identity)
+        )
+        with backend.launch(plan, options) as bottle:
             progress(f"bottle {spec.identity} is up on {engine.host.name}")
             end = _session(backend, engine.client, bottle, tty=tty, redraw=False)
             if end.detached and _vm_ends_with_session(preview.host):

@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import sys
 from typing import Any
 
-from remotebottle.cli.common import add_command, add_format_option, not_available
+from rich.markup import escape
+from rich.table import Table
+
+from remotebottle.cli import console
+from remotebottle.cli.common import (
+    add_command,
+    add_format_option,
+    add_manifest_option,
+    load_manifest,
+    not_available,
+)
+from remotebottle.errors import UsageError
+from remotebottle.supervise.model import ProposalSource
 
 DESCRIPTION = """\
 A terminal dashboard of what agents ask for beyond their manifest: egress hosts,
 credential routes and image capabilities, from every active bottle on every
-known host. Approve, edit then approve, or reject with a reason; approved
-egress and route changes apply live, capability changes via `rbottle resume`."""
+known host, oldest first. Approve (a), edit in $EDITOR then approve (e), or
+reject with a reason (r); approved egress and route changes apply live,
+capability changes via `rbottle resume`. `p` adds to a running bottle's
+allowlist and `e` on the bottles table adds a route, with no proposal needed.
+
+--once prints the pending proposals and exits: a table, or with --format=json
+a list of proposal objects for scripts."""
 
 
 def register(sub: Any) -> None:
@@ -20,14 +39,61 @@ def register(sub: Any) -> None:
         "dashboard",
         help="review and decide agents' proposals",
         description=DESCRIPTION,
-        epilog="example:\n  rbottle dashboard --once --format=json",
+        epilog="examples:\n  rbottle dashboard\n  rbottle dashboard --once --format=json",
     )
     parser.add_argument(
         "--once", action="store_true", help="print pending proposals and exit (for scripts)"
     )
     add_format_option(parser)
+    add_manifest_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    not_available("dashboard", "issue #8, supervision")
+    if args.format == "json" and not args.once:
+        raise UsageError("--format=json prints proposals only with --once")
+    if not args.once and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError(
+            "the dashboard needs a terminal", hint="`rbottle dashboard --once` prints instead"
+        )
+    try:
+        from remotebottle.supervise.source import open_sources
+    except ModuleNotFoundError as exc:
+        if exc.name != "remotebottle.supervise.source":
+            raise
+        not_available("dashboard", "issue #8, supervision (the proposal source)")
+    with open_sources(load_manifest(args), progress=console.info) as source:
+        return show(args, source)
+
+
+def show(args: argparse.Namespace, source: ProposalSource) -> int:
+    """Print the pending proposals (`--once`) or run the dashboard on `source`."""
+    from remotebottle.dashboard import render, sources
+
+    if not args.once:
+        from remotebottle.dashboard.app import DashboardApp
+
+        DashboardApp(source, operator=_operator()).run()
+        return 0
+    proposals = render.oldest_first(source.pending())
+    if isinstance(source, sources.ReportsUnreachable):
+        for host, why in sorted(source.unreachable.items()):
+            console.warn(f"{host}: not reachable, its proposals are not listed: {why}")
+    if args.format == "json":
+        console.print_json([p.model_dump() for p in proposals])
+        return 0
+    if not proposals:
+        console.info("no pending proposals")
+        return 0
+    table = Table("identity", "host", "kind", "summary", "age", "id")
+    for proposal in proposals:
+        table.add_row(*(escape(cell) for cell in render.row(proposal)))
+    console.out.print(table)
+    return 0
+
+
+def _operator() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "operator"

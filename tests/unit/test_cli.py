@@ -191,22 +191,6 @@ def test_explicit_manifest_option(
     assert code == 1 and "no such manifest file" in err
 
 
-@pytest.mark.parametrize(
-    ("argv", "lands_with"),
-    [
-        (["dashboard"], "issue #8"),
-    ],
-)
-def test_unlanded_commands_say_so_and_fail(
-    project: Path, capsys: pytest.CaptureFixture[str], argv: list[str], lands_with: str
-) -> None:
-    code, out, err = run(capsys, *argv)
-    assert code == 3
-    assert "not available in this version yet" in err
-    assert lands_with in err
-    assert out == ""
-
-
 @pytest.mark.parametrize("argv", [["env", "cloud"], ["hosts", "trust", "cloud"]])
 def test_a_cloud_host_has_no_standing_machine_to_reach(
     project: Path, capsys: pytest.CaptureFixture[str], argv: list[str]

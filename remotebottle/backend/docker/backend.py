@@ -27,10 +27,14 @@ from remotebottle.backend.base import (
     CleanupPlan,
     register,
 )
-from remotebottle.backend.docker import credproxy, egress, gitgate, provision
+from remotebottle.backend.docker import credproxy, egress, gitgate, provision, supervisor
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.engine import engine_facts
-from remotebottle.backend.docker.images import build_agent_image, ensure_pulled
+from remotebottle.backend.docker.images import (
+    build_agent_image,
+    build_derived_image,
+    ensure_pulled,
+)
 from remotebottle.backend.docker.planner import plan as make_plan
 from remotebottle.backend.docker.sidecar import HARDENING, AgentGrant, SidecarSite, start_container
 from remotebottle.backend.docker.streams import exec_with_stdin
@@ -65,6 +69,8 @@ class LaunchOptions:
         extra_env: non-secret env for the agent beyond the proxy settings.
         before_agent_start: called with the bottle's networks once they exist, before
             the agent starts (the demo and the tests attach their own upstreams).
+        image_lines: Dockerfile lines (run as root) on top of the agent image: the bottle's
+            approved capabilities; its own image is built from them.
     """
 
     tty: bool = True
@@ -72,10 +78,11 @@ class LaunchOptions:
     trusted_hosts: tuple[str, ...] = ()
     extra_env: tuple[tuple[str, str], ...] = ()
     before_agent_start: Callable[[BottleNetworks], None] | None = None
+    image_lines: str | None = None
 
 
 # How long an interrupted launch keeps sweeping for objects whose create was still in flight.
-_SETTLE_SECONDS = 2.0
+_SETTLE_SECONDS = 4.0
 
 
 @register("docker")
@@ -110,21 +117,24 @@ class DockerBottleBackend(BottleBackend):
         ident = spec.identity
         client = self.client
         agent_image = build_agent_image(client, self._progress)
+        if opts.image_lines:
+            agent_image = build_derived_image(client, agent_image, opts.image_lines, self._progress)
         if plan.images.egress:
             ensure_pulled(client, plan.images.egress, self._progress)
         runtime: dict[str, Any] = {"runtime": "runsc"} if plan.runtime == "runsc" else {}
 
         self._progress("creating the bottle's network")
         internal = self._network(f"rb-{ident}-internal", spec, internal=True)
+        vault = Vault(client, ident, spec.agent, agent_image)
+        vault.open()
         outside = None
-        grant = AgentGrant()
         if plan.images.egress or spec.routes or spec.git:
             outside = self._network(f"rb-{ident}-egress", spec, internal=False)
-            vault = Vault(client, ident, spec.agent, agent_image)
-            vault.open()
-            site = SidecarSite(
-                client, plan, vault, internal, outside, agent_image, runtime, self._progress
-            )
+        site = SidecarSite(
+            client, plan, vault, internal, outside, agent_image, runtime, self._progress
+        )
+        grant = supervisor.start(site)
+        if outside is not None:
             if plan.images.egress:
                 grant |= self._start_proxy(site, opts)
             grant |= credproxy.start(site)
@@ -306,11 +316,11 @@ class DockerBottleBackend(BottleBackend):
         """
         leaked = self._remove_all(L.owned_filter(identity), running_too=True)
         deadline = time.monotonic() + _SETTLE_SECONDS
-        while settle and not leaked and time.monotonic() < deadline:
+        while settle and time.monotonic() < deadline:
+            # A container created late keeps its volume or network busy: sweep again.
             time.sleep(0.25)
-            if self._collect(L.owned_filter(identity), running_too=True).empty:
-                continue
-            leaked = self._remove_all(L.owned_filter(identity), running_too=True)
+            if leaked or not self._collect(L.owned_filter(identity), running_too=True).empty:
+                leaked = self._remove_all(L.owned_filter(identity), running_too=True)
         if leaked:
             raise TeardownError(
                 f"could not remove {', '.join(leaked)}",
@@ -330,7 +340,12 @@ class DockerBottleBackend(BottleBackend):
         except docker.errors.DockerException as exc:
             raise EngineError(f"could not list bottles: {exc}") from None
         if not running_too:
-            busy = {c.labels.get(L.IDENTITY) for c in containers if c.status == "running"}
+            # A bottle runs while its agent does; sidecars outlive a dead agent.
+            busy = {
+                c.labels.get(L.IDENTITY)
+                for c in containers
+                if c.status == "running" and c.labels.get(L.ROLE) == L.ROLE_AGENT
+            }
             containers = [c for c in containers if c.labels.get(L.IDENTITY) not in busy]
             networks = [n for n in networks if n.attrs["Labels"].get(L.IDENTITY) not in busy]
             volumes = [

@@ -109,11 +109,23 @@ def _wait_listening(proxy: Any) -> None:
     raise BottleError(f"the credential proxy did not start in {READY_TIMEOUT:.0f}s")
 
 
+def current_table(client: docker.DockerClient, identity: str) -> list[dict[str, Any]]:
+    """The route table bottle `identity`'s proxy serves, secret values included (they stay in
+    memory: for changing the table, never for showing it)."""
+    raw = Vault.attach(client, identity).read(VAULT_DIR, "routes.json")
+    return list(json.loads(raw)["routes"])
+
+
 def reload_routes(client: docker.DockerClient, identity: str, routes: Sequence[RouteSpec]) -> None:
     """Replace the route table of bottle `identity`'s running proxy; no restart.
 
     Requests already in flight finish on the old table; the next ones use the new.
     """
+    reload_table(client, identity, route_table(routes))
+
+
+def reload_table(client: docker.DockerClient, identity: str, table: bytes) -> None:
+    """`reload_routes` with the table already serialised (see `route_table`)."""
     found = client.containers.list(
         filters={"label": [f"{L.IDENTITY}={identity}", f"{L.ROLE}={L.ROLE_CRED_PROXY}"]}
     )
@@ -121,7 +133,7 @@ def reload_routes(client: docker.DockerClient, identity: str, routes: Sequence[R
         raise BottleError(f"bottle {identity} has no running credential proxy")
     proxy = found[0]
     before = _log_counts(proxy)
-    Vault.attach(client, identity).put(VAULT_DIR, {"routes.json": route_table(routes)}, uid=UID)
+    Vault.attach(client, identity).put(VAULT_DIR, {"routes.json": table}, uid=UID)
     try:
         proxy.kill(signal="SIGHUP")
     except docker.errors.DockerException as exc:

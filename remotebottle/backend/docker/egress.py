@@ -12,10 +12,16 @@ import datetime
 import json
 from dataclasses import dataclass
 
+import docker
+import docker.errors
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from remotebottle.backend.docker import labels as L
+from remotebottle.backend.docker.vault import Vault
+from remotebottle.errors import BottleError, EngineError
 
 PROXY_ALIAS = "egress-proxy"
 PROXY_PORT = 8888
@@ -132,3 +138,27 @@ def pipelock_command() -> list[str]:
 
 def healthcheck_command() -> list[str]:
     return ["/pipelock", "healthcheck", "--addr", f"127.0.0.1:{PROXY_PORT}"]
+
+
+def current_allowlist(client: docker.DockerClient, identity: str) -> list[str]:
+    """The allowlist bottle `identity`'s egress proxy runs with."""
+    raw = Vault.attach(client, identity).read("egress", "pipelock.yaml")
+    return list(json.loads(raw)["api_allowlist"])
+
+
+def reload_allowlist(client: docker.DockerClient, identity: str, allowlist: list[str]) -> None:
+    """Give bottle `identity`'s running egress proxy a new allowlist, without a restart: the
+    config in the vault is replaced and the proxy signalled to reload it."""
+    found = client.containers.list(
+        filters={"label": [f"{L.IDENTITY}={identity}", f"{L.ROLE}={L.ROLE_EGRESS}"]}
+    )
+    if not found:
+        raise BottleError(f"bottle {identity} has no running egress proxy")
+    vault = Vault.attach(client, identity)
+    config = json.loads(vault.read("egress", "pipelock.yaml"))
+    config["api_allowlist"] = sorted(set(allowlist))
+    vault.put("egress", {"pipelock.yaml": (json.dumps(config, indent=2) + "\n").encode()})
+    try:
+        found[0].kill(signal="SIGHUP")
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"could not signal the egress proxy: {exc}") from None

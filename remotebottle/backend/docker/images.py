@@ -141,6 +141,20 @@ def build_agent_image(client: docker.DockerClient, progress: Progress) -> str:
     return ref
 
 
+def build_derived_image(
+    client: docker.DockerClient, base: str, lines: str, progress: Progress
+) -> str:
+    """`base` plus Dockerfile `lines` run as root (a bottle's approved capabilities), built
+    once per content; the result runs as the agent user like the base."""
+    dockerfile = f"FROM {base}\nUSER root\n{lines.rstrip()}\nUSER agent\n".encode()
+    ref = f"{AGENT_REPOSITORY}-custom:{inputs_hash({'Dockerfile': dockerfile}, base)}"
+    if has_image(client, ref):
+        return ref
+    progress(f"building {ref} with the bottle's approved capabilities")
+    build_image(client, ref, {"Dockerfile": dockerfile}, {}, progress)
+    return ref
+
+
 def build_git_gate_image(client: docker.DockerClient, progress: Progress) -> str:
     """Build the git gate image (on the agent image, with the pinned gitleaks) if missing."""
     ref = git_gate_image()

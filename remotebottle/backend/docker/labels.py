@@ -17,6 +17,7 @@ ROLE_GIT_GATE = "git-gate"
 ROLE_CRED_PROXY = "cred-proxy"
 ROLE_NETWORK = "network"
 ROLE_SECRETS = "secrets"
+ROLE_SUPERVISOR = "supervisor"
 
 
 def labels(identity: str, agent: str, role: str, host: str = "local") -> dict[str, str]:

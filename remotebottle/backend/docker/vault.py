@@ -87,3 +87,14 @@ class Vault:
         )
         if code != 0:
             raise EngineError(f"could not fill the bottle's vault: {err.decode()[:200]}")
+
+    def read(self, directory: str, name: str) -> bytes:
+        """A file of the vault (to change it): it travels back inside the engine connection."""
+        if self._holder is None:
+            raise BottleError("the vault is not open")
+        code, out, err = exec_with_stdin(
+            self._client, self._holder, ["cat", f"{MOUNT}/{directory}/{name}"], b""
+        )
+        if code != 0:
+            raise EngineError(f"could not read {directory}/{name} from the vault: {err.decode()}")
+        return out

@@ -1,0 +1,404 @@
+"""The bottle's supervisor: carries the agent's proposals to the operator and back.
+
+Runs in its own sidecar container (stdlib only, python3 of the agent image).
+
+    supervisor.py serve --port 8090 --control /run/supervisor/control.sock
+        The agent POSTs /proposals ({kind, payload, reason, timeout}) on the port; the
+        request is validated, kept in memory, and blocks until the operator decides, the
+        timeout passes, or the agent hangs up (the proposal is then withdrawn). The
+        answer is {id, status, reason, payload}; status is approved, rejected or timeout.
+        The operator's side is a unix socket in the sidecar's private tmpfs: nothing on
+        the network can list or decide proposals.
+    supervisor.py list --control SOCK
+        Prints the pending proposals as JSON (run by the operator through `docker exec`).
+    supervisor.py decide ID --control SOCK
+        Reads {approve, reason, payload} on stdin and answers proposal ID.
+        Exit 0 delivered, 3 no such pending proposal, 2 anything else.
+
+Proposals carry names and hosts only: a payload with anything that looks like a
+secret value (header values, credentials in a URL) is refused when filed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import http.server
+import json
+import re
+import secrets
+import select
+import socket
+import socketserver
+import sys
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+KINDS = ("egress", "cred-route", "capability")
+DEFAULT_TIMEOUT = 600
+MAX_TIMEOUT = 3600
+MAX_PENDING = 16
+MAX_BODY = 64 * 1024
+MAX_REASON = 2000
+MAX_HOSTS = 32
+MAX_PACKAGES = 64
+MAX_DOCKERFILE = 16 * 1024
+EXIT_GONE = 3
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_HEADER_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+_HOST_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+_HOSTNAME_RE = re.compile(rf"^(\*\.)?{_HOST_LABEL}(\.{_HOST_LABEL})*$")
+_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,99}(=[A-Za-z0-9.+~:_-]{1,100})?$")
+ROLES = (None, "anthropic-base-url")
+
+
+class Invalid(ValueError):
+    """A proposal the supervisor refuses to file; the message goes back to the agent."""
+
+
+def _text(value: Any, what: str, limit: int) -> str:
+    """Text the operator will read: no terminal control sequences (newlines and tabs pass)."""
+    if not isinstance(value, str) or len(value) > limit:
+        raise Invalid(f"{what} must be text of at most {limit} characters")
+    if any((ord(c) < 32 and c not in "\n\t") or 127 <= ord(c) < 160 for c in value):
+        raise Invalid(f"{what} must not contain control characters")
+    return value
+
+
+def _keys(payload: dict[str, Any], allowed: set[str]) -> None:
+    extra = sorted(set(payload) - allowed)
+    if extra:
+        raise Invalid(f"unknown payload field(s): {', '.join(extra)}")
+
+
+def _strings(value: Any, what: str, limit: int) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise Invalid(f"{what} must be a list of strings")
+    if len(value) > limit:
+        raise Invalid(f"at most {limit} {what} per proposal")
+    return value
+
+
+def _host(value: str) -> str:
+    host = value.strip().lower().rstrip(".")
+    last = host.rsplit(".", 1)[-1]
+    if len(host) > 253 or not _HOSTNAME_RE.match(host) or last.isdigit():
+        raise Invalid(f"{value!r} is not a host name (no scheme, port, path or IP address)")
+    return host
+
+
+def _egress(payload: dict[str, Any]) -> dict[str, Any]:
+    _keys(payload, {"hosts"})
+    hosts = _strings(payload.get("hosts"), "hosts", MAX_HOSTS)
+    if not hosts:
+        raise Invalid("name at least one host")
+    return {"hosts": list(dict.fromkeys(_host(h) for h in hosts))}
+
+
+def _cred_route(payload: dict[str, Any]) -> dict[str, Any]:
+    headers = payload.get("headers", [])
+    if isinstance(headers, dict) or any(k in payload for k in ("inject", "secrets", "values")):
+        raise Invalid("a proposal carries header names only: the operator supplies the values")
+    _keys(payload, {"name", "upstream", "headers", "role"})
+    name = payload.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise Invalid("name must be 1-40 lowercase letters, digits, '-' or '_'")
+    upstream = payload.get("upstream")
+    if not isinstance(upstream, str) or len(upstream) > 2000 or not upstream.isprintable():
+        raise Invalid("upstream must be an http(s) URL")
+    if any(c.isspace() for c in upstream):
+        raise Invalid("upstream must be an http(s) URL")
+    parts = urlsplit(upstream)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Invalid("upstream must be an http(s) URL")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise Invalid("upstream must not carry credentials, a query or a fragment")
+    names = _strings(headers, "headers", 16)
+    bad = [h for h in names if not _HEADER_RE.match(h)]
+    if bad:
+        raise Invalid(f"not a header name (values are supplied by the operator): {bad[0]!r}")
+    role = payload.get("role")
+    if role not in ROLES:
+        raise Invalid("role must be null or 'anthropic-base-url'")
+    return {"name": name, "upstream": upstream, "headers": names, "role": role}
+
+
+def _capability(payload: dict[str, Any]) -> dict[str, Any]:
+    _keys(payload, {"packages", "dockerfile"})
+    packages = _strings(payload.get("packages", []), "packages", MAX_PACKAGES)
+    bad = [p for p in packages if not _PACKAGE_RE.match(p)]
+    if bad:
+        raise Invalid(f"not a Debian package name: {bad[0]!r}")
+    dockerfile = _text(payload.get("dockerfile", ""), "dockerfile", MAX_DOCKERFILE)
+    if len(dockerfile.encode()) > MAX_DOCKERFILE:
+        raise Invalid(f"the Dockerfile fragment is over {MAX_DOCKERFILE} bytes")
+    if not packages and not dockerfile.strip():
+        raise Invalid("name packages, a Dockerfile fragment, or both")
+    return {"packages": packages, "dockerfile": dockerfile}
+
+
+VALIDATORS = {"egress": _egress, "cred-route": _cred_route, "capability": _capability}
+
+
+def validate(kind: Any, payload: Any) -> dict[str, Any]:
+    """The payload in canonical form, or `Invalid` saying what is wrong."""
+    if kind not in VALIDATORS:
+        raise Invalid(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
+    if not isinstance(payload, dict):
+        raise Invalid("payload must be a JSON object")
+    return VALIDATORS[kind](payload)
+
+
+def filing(body: Any) -> tuple[str, dict[str, Any], str, float]:
+    """(kind, payload, reason, timeout) of a POST /proposals body."""
+    if not isinstance(body, dict):
+        raise Invalid("the request body must be a JSON object")
+    unknown = sorted(set(body) - {"kind", "payload", "reason", "timeout"})
+    if unknown:
+        raise Invalid(f"unknown field(s): {', '.join(unknown)}")
+    kind = body.get("kind")
+    payload = validate(kind, body.get("payload"))
+    reason = _text(body.get("reason", ""), "reason", MAX_REASON)
+    timeout = body.get("timeout", DEFAULT_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise Invalid("timeout must be a number of seconds")
+    if not 1 <= timeout <= MAX_TIMEOUT:
+        raise Invalid(f"timeout must be between 1 and {MAX_TIMEOUT} seconds")
+    return str(kind), payload, reason, float(timeout)
+
+
+def log(event: str, **fields: Any) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+class Pending:
+    def __init__(self, kind: str, payload: dict[str, Any], reason: str) -> None:
+        self.id = secrets.token_hex(6)
+        self.kind = kind
+        self.payload = payload
+        self.reason = reason
+        self.created_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        self.answered = threading.Event()
+        self.answer: dict[str, Any] = {}
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "payload": self.payload,
+            "reason": self.reason,
+            "created_at": self.created_at,
+        }
+
+
+class Board:
+    """The proposals waiting for the operator. Every change happens under one lock, so a
+    decision and a timeout (or a hang-up) cannot both win."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, Pending] = {}
+
+    def file(self, kind: str, payload: dict[str, Any], reason: str) -> Pending:
+        with self._lock:
+            if len(self._pending) >= MAX_PENDING:
+                raise Invalid(f"{MAX_PENDING} proposals are already waiting for the operator")
+            item = Pending(kind, payload, reason)
+            self._pending[item.id] = item
+        log("filed", id=item.id, kind=kind)
+        return item
+
+    def listing(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [p.public() for p in self._pending.values()]
+
+    def decide(self, pid: str, decision: Any) -> bool:
+        """Answer `pid`; False when it is not pending (decided, withdrawn, timed out)."""
+        if not isinstance(decision, dict) or not isinstance(decision.get("approve"), bool):
+            raise Invalid("a decision needs 'approve': true or false")
+        reason = _text(decision.get("reason", ""), "reason", MAX_REASON)
+        with self._lock:
+            item = self._pending.get(pid)
+            if item is None:
+                return False
+            payload = item.payload
+            if decision["approve"] and decision.get("payload") is not None:
+                payload = validate(item.kind, decision["payload"])
+            del self._pending[pid]
+            status = "approved" if decision["approve"] else "rejected"
+            item.answer = {"id": pid, "status": status, "reason": reason, "payload": payload}
+            item.answered.set()
+        log("decided", id=pid, status=status)
+        return True
+
+    def give_up(self, item: Pending, status: str, reason: str) -> dict[str, Any]:
+        """End `item` as `status` unless it was answered first; the final answer."""
+        with self._lock:
+            if item.answered.is_set():
+                return item.answer
+            self._pending.pop(item.id, None)
+            item.answer = {"id": item.id, "status": status, "reason": reason, "payload": None}
+            item.answered.set()
+        log(status, id=item.id)
+        return item.answer
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    readable, _, _ = select.select([conn], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
+def agent_handler(board: Board) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        server_version = "rbottle-supervisor"
+        sys_version = ""
+        timeout = 15  # for reading a request; waiting for the decision does not read
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _reply(self, code: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path == "/health":
+                self._reply(200, {"ok": True})
+            else:
+                self._reply(404, {"error": "not found"})
+
+        def do_POST(self) -> None:
+            if self.path != "/proposals":
+                self._reply(404, {"error": "not found"})
+                return
+            try:
+                size = int(self.headers.get("Content-Length") or "0")
+                if not 0 < size <= MAX_BODY:
+                    raise Invalid(f"the request body must be 1 to {MAX_BODY} bytes")
+                try:
+                    body = json.loads(self.rfile.read(size))
+                except ValueError:
+                    raise Invalid("the request body is not JSON") from None
+                kind, payload, reason, timeout = filing(body)
+                item = board.file(kind, payload, reason)
+            except Invalid as exc:
+                self._reply(400, {"error": str(exc)})
+                return
+            self._reply(200, self._wait(item, timeout))
+
+        def _wait(self, item: Pending, timeout: float) -> dict[str, Any]:
+            deadline = time.monotonic() + timeout
+            while not item.answered.wait(0.5):
+                if _hung_up(self.connection):
+                    return board.give_up(item, "withdrawn", "the agent stopped waiting")
+                if time.monotonic() >= deadline:
+                    return board.give_up(item, "timeout", f"no decision within {timeout:g} s")
+            return item.answer
+
+        def do_PUT(self) -> None:
+            self._reply(405, {"error": "method not allowed"})
+
+        do_DELETE = do_PATCH = do_PUT
+
+    return Handler
+
+
+def control_handler(board: Board) -> type[socketserver.StreamRequestHandler]:
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            try:
+                request = json.loads(self.rfile.readline(MAX_BODY * 2))
+                if request.get("op") == "list":
+                    answer: dict[str, Any] = {"ok": True, "proposals": board.listing()}
+                elif request.get("op") == "decide":
+                    found = board.decide(str(request.get("id")), request.get("decision"))
+                    answer = {"ok": found, "gone": not found}
+                else:
+                    answer = {"ok": False, "error": "unknown op"}
+            except (Invalid, ValueError, AttributeError) as exc:
+                answer = {"ok": False, "error": str(exc)}
+            self.wfile.write(json.dumps(answer).encode() + b"\n")
+
+    return Handler
+
+
+class AgentServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 64
+
+
+class ControlServer(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+
+def serve(host: str, port: int, control: str) -> None:
+    board = Board()
+    ctl = ControlServer(control, control_handler(board))
+    threading.Thread(target=ctl.serve_forever, daemon=True).start()
+    agent = AgentServer((host, port), agent_handler(board))
+    log("listening", port=agent.server_address[1], control=control)
+    agent.serve_forever()
+
+
+def ask(control: str, request: dict[str, Any]) -> dict[str, Any]:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(control)
+        conn.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    answer: dict[str, Any] = json.loads(data)
+    return answer
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="supervisor.py")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = sub.add_parser("serve")
+    serve_cmd.add_argument("--host", default="0.0.0.0")  # noqa: S104 the bottle's own network
+    serve_cmd.add_argument("--port", type=int, default=8090)
+    list_cmd = sub.add_parser("list")
+    decide_cmd = sub.add_parser("decide")
+    decide_cmd.add_argument("id")
+    for cmd in (serve_cmd, list_cmd, decide_cmd):
+        cmd.add_argument("--control", required=True)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        serve(args.host, args.port, args.control)
+        return 0
+    try:
+        if args.command == "list":
+            answer = ask(args.control, {"op": "list"})
+        else:
+            decision = json.loads(sys.stdin.read())
+            answer = ask(args.control, {"op": "decide", "id": args.id, "decision": decision})
+    except (OSError, ValueError) as exc:
+        print(f"supervisor: {exc}", file=sys.stderr)
+        return 2
+    if answer.get("gone"):
+        print(f"supervisor: proposal {args.id} is not pending", file=sys.stderr)
+        return EXIT_GONE
+    if not answer.get("ok"):
+        print(f"supervisor: {answer.get('error', 'failed')}", file=sys.stderr)
+        return 2
+    print(json.dumps(answer.get("proposals") if args.command == "list" else answer))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Supervision: the agent proposes what its manifest does not grant; the operator decides."""

@@ -1,0 +1,172 @@
+"""Approving a proposal changes the running bottle: the agent's retry succeeds, no restart.
+
+The test plays the operator through `EngineSources`, the same code path the dashboard
+uses (`decide` applies the change, records the audit entry, answers the agent).
+Egress changes need pipelock, which this machine cannot have; credential routes are
+applied live and checked end to end against the fake Messages API.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import tarfile
+from collections.abc import Callable, Iterator
+
+import docker
+import pytest
+from pydantic import SecretStr
+
+from remotebottle import run as rb_run
+from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
+from remotebottle.backend.spec import BottleSpec, Command, RouteSpec, Secretish
+from remotebottle.errors import BottleError
+from remotebottle.supervise import audit, capability
+from remotebottle.supervise.model import Decision
+from remotebottle.supervise.source import EngineSources
+from tests.e2e.conftest import FAKE_API_URL, FakeApi
+from tests.e2e.test_proposals import PROPOSE, Agent, wait_pending
+
+pytestmark = pytest.mark.e2e
+
+CURL = "curl -sS -m 10 -o /dev/null -w '%{http_code}'"
+
+
+def bottle_spec(identity: str | None = None) -> BottleSpec:
+    route = RouteSpec(
+        name="first",
+        upstream=f"{FAKE_API_URL}/",
+        inject={"x-api-key": Secretish("env", SecretStr("first-key"))},
+    )
+    return BottleSpec(
+        identity=identity or f"apply-{secrets.token_hex(3)[:5]}",
+        agent="apply",
+        bottle="supervised",
+        command=Command(mode="exec", argv=("sleep", "600")),
+        egress_enabled=False,
+        routes=(route,),
+    )
+
+
+@pytest.fixture
+def bottle(
+    docker_client: docker.DockerClient, fake_api: Callable[..., FakeApi]
+) -> Iterator[tuple[Agent, FakeApi]]:
+    api = fake_api()
+    backend = DockerBottleBackend(docker_client)
+    plan = backend.prepare(bottle_spec())
+    with backend.launch(plan, LaunchOptions(tty=False, before_agent_start=api.join)) as made:
+        backend.release(made)
+        agent = Agent(docker_client, plan.spec.identity, made.agent_container)
+        try:
+            yield agent, api
+        finally:
+            agent.close()
+
+
+def test_an_approved_route_works_at_once_and_the_audit_log_has_the_diff(
+    docker_client: docker.DockerClient, bottle: tuple[Agent, FakeApi]
+) -> None:
+    agent, api = bottle
+    assert agent.run(f"{CURL} http://cred-proxy:8080/extra/v1/models")[1] == "404"
+    filed = agent.start(
+        f"{PROPOSE} cred-route extra {FAKE_API_URL}/ --header x-api-key --reason 'models API'"
+    )
+    [proposal] = wait_pending(docker_client, agent.identity)
+    source = EngineSources(engines={"local": docker_client})
+    token = f"sk-approved-{secrets.token_hex(8)}"
+
+    with pytest.raises(BottleError, match="needs a value for x-api-key"):
+        source.decide(proposal, Decision(approve=True, reason="ok"))
+    still = [p.id for p in source.pending() if p.identity == agent.identity]
+    assert still == [proposal.id], "a failed approval keeps it pending"
+
+    source.decide(proposal, Decision(approve=True, reason="ok", secrets={"x-api-key": token}))
+    code, out = filed.result(timeout=30)
+    assert code == 0 and "approved: ok" in out, out
+    assert agent.run(f"{CURL} http://cred-proxy:8080/extra/v1/models")[1] == "200"
+    assert api.requests()[-1]["headers"]["x-api-key"] == token
+    assert agent.run(f"{CURL} http://cred-proxy:8080/first/v1/models")[1] == "200"
+    assert api.requests()[-1]["headers"]["x-api-key"] == "first-key", "old routes keep theirs"
+
+    [entry] = audit.read(agent.identity)
+    assert (entry["kind"], entry["decision"], entry["requested_by"]) == (
+        "cred-route",
+        "approved",
+        "agent",
+    )
+    assert entry["before"] == [
+        {"name": "first", "upstream": f"{FAKE_API_URL}/", "headers": ["x-api-key"]}
+    ]
+    assert entry["after"][-1] == {
+        "name": "extra",
+        "upstream": f"{FAKE_API_URL}/",
+        "headers": ["x-api-key"],
+    }
+    text = audit.log_path(agent.identity).read_text()
+    assert token not in text and "first-key" not in text
+
+
+def test_a_rejected_proposal_changes_nothing_and_is_audited(
+    docker_client: docker.DockerClient, bottle: tuple[Agent, FakeApi]
+) -> None:
+    agent, _ = bottle
+    filed = agent.start(
+        f"{PROPOSE} cred-route extra {FAKE_API_URL}/ --header x-api-key --reason 'try'"
+    )
+    [proposal] = wait_pending(docker_client, agent.identity)
+    EngineSources(engines={"local": docker_client}).decide(
+        proposal, Decision(approve=False, reason="not today")
+    )
+    code, out = filed.result(timeout=30)
+    assert code == 1 and "not today" in out, out
+    assert agent.run(f"{CURL} http://cred-proxy:8080/extra/v1/models")[1] == "404"
+    [entry] = audit.read(agent.identity)
+    assert entry["decision"] == "rejected" and entry["granted"] is None
+
+
+def projects_tar(note: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("projects/-home-agent-work/session.jsonl")
+        info.size = len(note)
+        info.uid = info.gid = 1000
+        tar.addfile(info, io.BytesIO(note))
+    return buffer.getvalue()
+
+
+def test_an_approved_capability_rebuilds_the_bottle_which_resumes_with_its_transcript(
+    docker_client: docker.DockerClient, bottle: tuple[Agent, FakeApi]
+) -> None:
+    agent, _ = bottle
+    note = b'{"said": "before the rebuild"}\n'
+    docker_client.api.put_archive(agent.cid, "/home/agent/.claude", projects_tar(note))
+    assert agent.run("command -v jq")[0] != 0
+    filed = agent.start(f"{PROPOSE} capability --package jq --reason 'parse JSON'")
+    [proposal] = wait_pending(docker_client, agent.identity)
+    EngineSources(engines={"local": docker_client}).decide(
+        proposal, Decision(approve=True, reason="fine")
+    )
+    code, out = filed.result(timeout=60)
+    assert "approved" in out, out
+    assert DockerBottleBackend(docker_client).list_active() == [] or all(
+        b.identity != agent.identity for b in DockerBottleBackend(docker_client).list_active()
+    ), "the bottle was not taken down for its rebuild"
+    lines = capability.read(agent.identity)
+    assert lines is not None and "install -y --no-install-recommends jq" in lines
+
+    # What `rbottle resume` does: the same identity, its capability lines, its transcript.
+    backend = DockerBottleBackend(docker_client)
+    plan = backend.prepare(bottle_spec(agent.identity))
+    options = LaunchOptions(
+        tty=False, image_lines=lines, transcript=rb_run.saved_transcript(agent.identity)
+    )
+    with backend.launch(plan, options) as resumed:
+        backend.release(resumed)
+        again = Agent(docker_client, agent.identity, resumed.agent_container)
+        try:
+            assert again.run("jq --version")[0] == 0
+            code, text = again.run("cat ~/.claude/projects/-home-agent-work/session.jsonl")
+            assert (code, text.encode()) == (0, note)
+        finally:
+            again.close()
