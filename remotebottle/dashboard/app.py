@@ -299,7 +299,10 @@ class DashboardApp(App[None]):
             after = "try again" if is_operator_initiated(proposal) else "it stays pending"
             self.say(f"could not {verb} {what}: {failure}; {after}", error=True)
         else:
-            self.say(f"{'approved' if verb == 'approve' else 'rejected'} {what}")
+            done = f"{'approved' if verb == 'approve' else 'rejected'} {what}"
+            if verb == "approve" and proposal.kind == "capability":
+                done += f"; the bottle stopped for its rebuild: rbottle resume {proposal.identity}"
+            self.say(done)
             self._show([p for p in self.proposals if p.id != proposal.id], self.bottles)
         self.action_refresh()
 

@@ -21,11 +21,17 @@ from remotebottle import run as rb_run
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.spec import BottleSpec, Command, RouteSpec, Secretish
 from remotebottle.errors import BottleError
+from remotebottle.hosts.engine import open_engine
+from remotebottle.remote_images import place_images
 from remotebottle.supervise import audit, capability
 from remotebottle.supervise.model import Decision
 from remotebottle.supervise.source import EngineSources
 from tests.e2e.conftest import FAKE_API_URL, FakeApi
 from tests.e2e.test_proposals import PROPOSE, Agent, wait_pending
+from tests.e2e.vmparts import grep_vm_disk, target, vm
+from tests.integration.fakevm import FakeVm, fakevm
+
+__all__ = ["fakevm", "vm"]
 
 pytestmark = pytest.mark.e2e
 
@@ -170,3 +176,43 @@ def test_an_approved_capability_rebuilds_the_bottle_which_resumes_with_its_trans
             assert (code, text.encode()) == (0, note)
         finally:
             again.close()
+
+
+def test_on_a_vm_an_approved_route_applies_through_the_tunnel_and_its_secret_stays_off_disk(
+    vm: FakeVm, docker_client: docker.DockerClient, agent_image: str
+) -> None:
+    token = f"sk-vm-approved-{secrets.token_hex(8)}"
+    with open_engine(target(vm), progress=lambda _m: None, consent=lambda _q: False) as engine:
+        backend = DockerBottleBackend(engine.client)
+        plan = backend.prepare(bottle_spec())
+        place_images(engine, plan, progress=lambda _m: None)
+        api = FakeApi(engine.client, agent_image, "unused")
+        try:
+            options = LaunchOptions(tty=False, before_agent_start=api.join)
+            with backend.launch(plan, options) as made:
+                backend.release(made)
+                agent = Agent(engine.client, plan.spec.identity, made.agent_container)
+                try:
+                    filed = agent.start(
+                        f"{PROPOSE} cred-route extra {FAKE_API_URL}/ --header x-api-key"
+                        " --reason 'from the VM'"
+                    )
+                    [proposal] = wait_pending(engine.client, agent.identity)
+                    source = EngineSources(engines={"vm": engine.client})
+                    [seen] = [p for p in source.pending() if p.id == proposal.id]
+                    assert seen.host == "vm"
+                    source.decide(
+                        seen, Decision(approve=True, reason="ok", secrets={"x-api-key": token})
+                    )
+                    code, out = filed.result(timeout=30)
+                    assert code == 0, out
+                    url = "http://cred-proxy:8080/extra/v1/models"
+                    assert agent.run(f"{CURL} {url}")[1] == "200"
+                    assert api.requests()[-1]["headers"]["x-api-key"] == token
+                finally:
+                    agent.close()
+        finally:
+            api.remove()
+    [entry] = audit.read(plan.spec.identity)
+    assert entry["host"] == "vm" and entry["decision"] == "approved"
+    assert grep_vm_disk(vm, token) == "", "the approved secret is on the VM's disk"
