@@ -216,3 +216,19 @@ def test_on_a_vm_an_approved_route_applies_through_the_tunnel_and_its_secret_sta
     [entry] = audit.read(plan.spec.identity)
     assert entry["host"] == "vm" and entry["decision"] == "approved"
     assert grep_vm_disk(vm, token) == "", "the approved secret is on the VM's disk"
+
+
+def test_egress_for_a_bottle_without_an_egress_proxy_is_a_clear_error_and_stays_pending(
+    docker_client: docker.DockerClient, bottle: tuple[Agent, FakeApi]
+) -> None:
+    agent, _ = bottle
+    filed = agent.start(f"{PROPOSE} egress pypi.org --reason 'pip install'")
+    [proposal] = wait_pending(docker_client, agent.identity)
+    source = EngineSources(engines={"local": docker_client})
+    with pytest.raises(BottleError, match="has no egress proxy"):
+        source.decide(proposal, Decision(approve=True))
+    assert source.allowlist(agent.identity, "local") is None
+    assert [p.id for p in source.pending() if p.identity == agent.identity] == [proposal.id]
+    assert audit.read(agent.identity) == []
+    source.decide(proposal, Decision(approve=False, reason="no egress here"))
+    assert filed.result(timeout=30)[0] == 1

@@ -112,6 +112,7 @@ def _wait_listening(proxy: Any) -> None:
 def current_table(client: docker.DockerClient, identity: str) -> list[dict[str, Any]]:
     """The route table bottle `identity`'s proxy serves, secret values included (they stay in
     memory: for changing the table, never for showing it)."""
+    _running_proxy(client, identity)
     raw = Vault.attach(client, identity).read(VAULT_DIR, "routes.json")
     return list(json.loads(raw)["routes"])
 
@@ -126,12 +127,7 @@ def reload_routes(client: docker.DockerClient, identity: str, routes: Sequence[R
 
 def reload_table(client: docker.DockerClient, identity: str, table: bytes) -> None:
     """`reload_routes` with the table already serialised (see `route_table`)."""
-    found = client.containers.list(
-        filters={"label": [f"{L.IDENTITY}={identity}", f"{L.ROLE}={L.ROLE_CRED_PROXY}"]}
-    )
-    if not found:
-        raise BottleError(f"bottle {identity} has no running credential proxy")
-    proxy = found[0]
+    proxy = _running_proxy(client, identity)
     before = _log_counts(proxy)
     Vault.attach(client, identity).put(VAULT_DIR, {"routes.json": table}, uid=UID)
     try:
@@ -147,6 +143,18 @@ def reload_table(client: docker.DockerClient, identity: str, table: bytes) -> No
             return
         time.sleep(0.1)
     raise BottleError("the credential proxy did not confirm the new route table")
+
+
+def _running_proxy(client: docker.DockerClient, identity: str) -> Any:
+    found = client.containers.list(
+        filters={"label": [f"{L.IDENTITY}={identity}", f"{L.ROLE}={L.ROLE_CRED_PROXY}"]}
+    )
+    if not found:
+        raise BottleError(
+            f"bottle {identity} was started without a credential proxy: no routes to change",
+            hint="add a cred_proxy route to the bottle in the manifest, then resume it",
+        )
+    return found[0]
 
 
 def _log_counts(proxy: Any) -> tuple[int, int]:

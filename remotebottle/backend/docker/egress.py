@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import docker
 import docker.errors
@@ -142,6 +143,7 @@ def healthcheck_command() -> list[str]:
 
 def current_allowlist(client: docker.DockerClient, identity: str) -> list[str]:
     """The allowlist bottle `identity`'s egress proxy runs with."""
+    _running_proxy(client, identity)
     raw = Vault.attach(client, identity).read("egress", "pipelock.yaml")
     return list(json.loads(raw)["api_allowlist"])
 
@@ -149,16 +151,25 @@ def current_allowlist(client: docker.DockerClient, identity: str) -> list[str]:
 def reload_allowlist(client: docker.DockerClient, identity: str, allowlist: list[str]) -> None:
     """Give bottle `identity`'s running egress proxy a new allowlist, without a restart: the
     config in the vault is replaced and the proxy signalled to reload it."""
-    found = client.containers.list(
-        filters={"label": [f"{L.IDENTITY}={identity}", f"{L.ROLE}={L.ROLE_EGRESS}"]}
-    )
-    if not found:
-        raise BottleError(f"bottle {identity} has no running egress proxy")
+    proxy = _running_proxy(client, identity)
     vault = Vault.attach(client, identity)
     config = json.loads(vault.read("egress", "pipelock.yaml"))
     config["api_allowlist"] = sorted(set(allowlist))
     vault.put("egress", {"pipelock.yaml": (json.dumps(config, indent=2) + "\n").encode()})
     try:
-        found[0].kill(signal="SIGHUP")
+        proxy.kill(signal="SIGHUP")
     except docker.errors.DockerException as exc:
         raise EngineError(f"could not signal the egress proxy: {exc}") from None
+
+
+def _running_proxy(client: docker.DockerClient, identity: str) -> Any:
+    found = client.containers.list(
+        filters={"label": [f"{L.IDENTITY}={identity}", f"{L.ROLE}={L.ROLE_EGRESS}"]}
+    )
+    if not found:
+        raise BottleError(
+            f"bottle {identity} has no egress proxy (its egress is disabled): no allowlist to"
+            " add to",
+            hint="enable egress for the bottle in the manifest, then resume it",
+        )
+    return found[0]
