@@ -292,3 +292,27 @@ def test_streamed_responses_pass_event_by_event(
     code, out = run(docker_client, cid, f"python3 -c '{STREAM_PROBE}'")
     assert code == 0, out
     assert float(out) >= 0.1, f"the stream arrived in one piece ({out.strip()} s apart)"
+
+
+def test_one_bad_request_does_not_take_the_proxy_down_and_outsiders_are_refused(
+    docker_client: docker.DockerClient, proxied_bottle: tuple[str, str, FakeApi, str]
+) -> None:
+    identity, cid, api, _ = proxied_bottle
+    assert run(docker_client, cid, f"{CURL} 'http://cred-proxy:8080/%E0%A4%A/x'")[1] == "400"
+    encoded = "http://cred-proxy:8080/upstream/models/..%2F..%2Fother"
+    assert run(docker_client, cid, f"{CURL} '{encoded}'")[1] == "400"
+    assert run(docker_client, cid, f"{CURL} http://cred-proxy:8080/upstream/models")[1] == "200"
+
+    # From the outside network (where the upstream sits), the proxy serves nobody.
+    labels = [f"io.remotebottle.identity={identity}", "io.remotebottle.role=cred-proxy"]
+    [proxy] = docker_client.containers.list(filters={"label": labels})
+    outside = next(
+        net["IPAddress"]
+        for name, net in proxy.attrs["NetworkSettings"]["Networks"].items()
+        if name.endswith("-egress")
+    )
+    result = api.container.exec_run(
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{outside}:8080/upstream/x"]
+    )
+    assert result.output.decode() == "403"
+    assert not any(r["path"] == "/v1/x" for r in api.requests()), "an outsider got through"

@@ -83,7 +83,12 @@ def start(site: SidecarSite) -> AgentGrant:
     proxy = start_container(
         site,
         site.agent_image,
-        [f"{MOUNT}/{VAULT_DIR}/credproxy.js", f"{MOUNT}/{VAULT_DIR}/routes.json", str(PORT)],
+        [
+            f"{MOUNT}/{VAULT_DIR}/credproxy.js",
+            f"{MOUNT}/{VAULT_DIR}/routes.json",
+            str(PORT),
+            internal_subnet(site),
+        ],
         role=L.ROLE_CRED_PROXY,
         alias=ALIAS,
         entrypoint=["node"],
@@ -94,6 +99,15 @@ def start(site: SidecarSite) -> AgentGrant:
     )
     _wait_listening(proxy)
     return AgentGrant(env=agent_env(spec.routes), no_proxy=(ALIAS,), containers=(str(proxy.id),))
+
+
+def internal_subnet(site: SidecarSite) -> str:
+    """The agent's network, the only one a sidecar serving the agent should answer on."""
+    try:
+        site.internal.reload()
+        return str(site.internal.attrs["IPAM"]["Config"][0]["Subnet"])
+    except (docker.errors.DockerException, KeyError, IndexError) as exc:
+        raise EngineError(f"could not read the bottle's network: {exc}") from None
 
 
 def _wait_listening(proxy: Any) -> None:

@@ -4,14 +4,29 @@
 // sent is dropped. The route table (with the secret header values) is a file in the
 // bottle's tmpfs vault; SIGHUP reloads it. Bodies are streamed, never logged.
 //
-// usage: node credproxy.js ROUTES_JSON PORT
+// usage: node credproxy.js ROUTES_JSON PORT [AGENT_SUBNET]
+// With AGENT_SUBNET (the bottle's internal network, e.g. 172.20.0.0/16), only connections
+// that arrive on that network are served: not the engine host, not the outside network.
 
 const fs = require('fs');
 const http = require('http');
 const https = require('https');
 
-const [routesFile, portArg] = process.argv.slice(2);
+const [routesFile, portArg, subnetArg] = process.argv.slice(2);
 const port = Number(portArg || 8080);
+
+function ipv4(text) {
+  const parts = String(text).replace(/^::ffff:/, '').split('.').map(Number);
+  if (parts.length !== 4 || parts.some((n) => !(n >= 0 && n <= 255))) return null;
+  return ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0;
+}
+
+function inSubnet(address, cidr) {
+  const [base, bits] = cidr.split('/');
+  const mask = Number(bits) === 0 ? 0 : (~0 << (32 - Number(bits))) >>> 0;
+  const ip = ipv4(address);
+  return ip !== null && ((ip & mask) >>> 0) === ((ipv4(base) & mask) >>> 0);
+}
 
 // Credentials from the agent never pass; hop-by-hop headers are the connection's own.
 const DROPPED = new Set([
@@ -76,11 +91,28 @@ function targetOf(route, rest, search) {
   return target;
 }
 
-const server = http.createServer((req, res) => {
+function serve(req, res) {
   const started = Date.now();
+  if (subnetArg && !inSubnet(req.socket.localAddress, subnetArg)) {
+    log({ method: req.method, status: 403, error: 'not from the bottle' });
+    refuse(res, 403, 'the credential proxy serves the bottle\'s agent only');
+    return;
+  }
   const incoming = new URL(req.url, 'http://cred-proxy');
   const match = /^\/([^/]+)(?:\/(.*))?$/.exec(incoming.pathname);
-  const name = match ? decodeURIComponent(match[1]) : '';
+  let name = '';
+  try {
+    name = match ? decodeURIComponent(match[1]) : '';
+  } catch {
+    refuse(res, 400, 'malformed route name');
+    return;
+  }
+  // Encoded separators and dot-segments could walk out of the route's base path upstream.
+  if (/%2f|%5c|%2e%2e/i.test(match && match[2] ? match[2] : '')) {
+    log({ route: name, method: req.method, status: 400 });
+    refuse(res, 400, 'encoded path separators are not allowed');
+    return;
+  }
   const route = routes.get(name);
   if (!route) {
     log({ route: name, method: req.method, status: 404 });
@@ -114,7 +146,19 @@ const server = http.createServer((req, res) => {
   });
   res.on('close', () => { if (!res.writableFinished) upstream.destroy(); });
   req.pipe(upstream);
+}
+
+const server = http.createServer((req, res) => {
+  try {
+    serve(req, res);
+  } catch (err) {
+    // One bad request must never take the route away from the agent for the session.
+    log({ method: req.method, status: 400, error: String(err && err.message) });
+    if (!res.headersSent) refuse(res, 400, 'bad request');
+    else res.destroy();
+  }
 });
+process.on('uncaughtException', (err) => log({ event: 'error', error: String(err && err.message) }));
 
 server.keepAliveTimeout = 75000;
 server.requestTimeout = 0; // streamed responses may last as long as a turn does
