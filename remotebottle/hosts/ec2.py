@@ -336,11 +336,8 @@ class Ec2Provider(Provider):
                 hint="`rbottle cleanup --orphans` destroys it; then start the session again",
             )
         progress(f"ec2: reusing instance {iid} of {identity}")
-        try:
-            return self._wait_ready(identity, iid, deadline, progress)
-        except BaseException as exc:
-            self._rollback(identity, exc, progress)
-            raise
+        # Not ours to roll back: a kept VM outlives this call, whatever happens in it.
+        return self._wait_ready(identity, iid, deadline, progress)
 
     def _rollback(self, identity: str, exc: BaseException, progress: Progress) -> None:
         """Destroy what `create` made; a failed teardown is added to the error's hint."""

@@ -562,11 +562,8 @@ class FlyProvider(Provider):
             progress(f"reusing the Fly Machine {machine_id} of {identity}")
             ports = sorted(_public_ports(existing))
             port = SSH_INTERNAL_PORT if self.network == "private" or not ports else ports[0]
-            try:
-                address = self._ready(existing, port, deadline, progress)
-            except BaseException:
-                self._rollback(machine_id, _volume_of(existing), progress)
-                raise
+            # Not ours to roll back: a kept Machine outlives this call, whatever happens in it.
+            address = self._ready(existing, port, deadline, progress)
             return self._machine(
                 identity,
                 existing,

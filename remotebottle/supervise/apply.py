@@ -9,8 +9,11 @@ transcript kept, and the bottle torn down for `rbottle resume` to rebuild it.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 from collections.abc import Callable
+from importlib import resources
 from typing import Any
 
 import docker
@@ -21,7 +24,7 @@ from remotebottle.backend.docker import credproxy, egress
 from remotebottle.backend.docker.backend import DockerBottleBackend
 from remotebottle.errors import BottleError
 from remotebottle.manifest import HeaderName, Hostname, Name
-from remotebottle.supervise import audit, capability
+from remotebottle.supervise import audit, capability, queue
 from remotebottle.supervise.model import Decision, Proposal, is_operator_initiated
 
 Change = tuple[Any, Any]  # (before, after), with no secret values
@@ -35,18 +38,63 @@ def decide(
 
     Returns the audit entry. Raises (RemoteBottleError) with the proposal still pending.
     """
-    payload = decision.payload or proposal.payload
+    own = is_operator_initiated(proposal)
+    payload = checked(proposal.kind, decision.payload or proposal.payload)
+    if not own and proposal.id not in {p.id for p in queue.pending(client, proposal.identity)}:
+        raise BottleError(
+            f"proposal {proposal.id} is no longer pending (answered, timed out or withdrawn)"
+        )
     before = after = None
     if decision.approve:
+        if proposal.kind == "cred-route" and not own:
+            _refuse_replacing(client, proposal.identity, payload)
         before, after = _APPLY[proposal.kind](client, proposal.identity, payload, decision)
     final = decision.model_copy(update={"payload": payload, "secrets": {}})
-    own = is_operator_initiated(proposal)
     entry = audit.record(proposal, final, before=before, after=after, operator_initiated=own)
     if not own:  # an agent is waiting for this answer
-        answer(client, proposal, final)
+        try:
+            answer(client, proposal, final)
+        except BottleError as exc:
+            if decision.approve:
+                late = final.model_copy(update={"reason": f"{final.reason} (applied; {exc})"})
+                audit.record(proposal, late, before=after, after=after)
+            raise BottleError(
+                f"the change is applied, but the agent did not get the answer: {exc}"
+            ) from None
     if decision.approve and proposal.kind == "capability":
         _restart_for_capability(client, proposal.identity)
     return entry
+
+
+def checked(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """`payload` (perhaps edited by the operator) by the very rules the supervisor files
+    proposals by, so that what is applied is what the agent is told."""
+    try:
+        return dict(_supervisor_rules().VALIDATORS[kind](dict(payload)))
+    except ValueError as exc:
+        raise BottleError(f"{kind} proposal: {exc}") from None
+
+
+@functools.cache
+def _supervisor_rules() -> Any:
+    """The supervisor's script (stdlib only), loaded as a module for its validators."""
+    source = resources.files("remotebottle").joinpath("resources/supervisor/supervisor.py")
+    with resources.as_file(source) as path:
+        spec = importlib.util.spec_from_file_location("rbottle_supervisor_rules", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return module
+
+
+def _refuse_replacing(client: docker.DockerClient, identity: str, payload: dict[str, Any]) -> None:
+    """An agent may add a route, not redirect one it already has (the operator may)."""
+    names = {r["name"] for r in credproxy.current_table(client, identity)}
+    if payload.get("name") in names:
+        raise BottleError(
+            f"route {payload.get('name')!r} exists: an agent's proposal may not replace it",
+            hint="edit the proposal to a new name, or change the route from the bottles table",
+        )
 
 
 def _egress(

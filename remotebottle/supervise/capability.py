@@ -14,8 +14,9 @@ from typing import Any
 from remotebottle import state
 from remotebottle.errors import BottleError
 
-_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,100}$")
-MAX_FRAGMENT = 8192
+# As the supervisor files them: a Debian package name, optionally pinned (`name=version`).
+_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,99}(=[A-Za-z0-9.+~:_-]{1,100})?$")
+MAX_FRAGMENT = 16 * 1024
 
 
 def path(identity: str) -> Path:

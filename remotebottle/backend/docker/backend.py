@@ -9,6 +9,7 @@ everything by the identity label, so a half-made bottle is removed as well.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import tarfile
 import time
@@ -83,6 +84,40 @@ class LaunchOptions:
 
 # How long an interrupted launch keeps sweeping for objects whose create was still in flight.
 _SETTLE_SECONDS = 4.0
+
+
+# A bottle still launching (images building, sidecars up, agent not yet started) is left
+# alone by cleanup for this long.
+LAUNCH_GRACE_SECONDS = 15 * 60
+
+
+def _busy_identities(containers: list[Any]) -> set[str]:
+    """Bottles cleanup must not touch: the agent runs, or the bottle is still launching
+    (no agent that has ended, and a container of it started less than the grace ago)."""
+    groups: dict[str, list[Any]] = {}
+    for c in containers:
+        groups.setdefault(c.labels.get(L.IDENTITY, ""), []).append(c)
+    busy = set()
+    for identity, group in groups.items():
+        agents = [c for c in group if c.labels.get(L.ROLE) == L.ROLE_AGENT]
+        running = any(a.status == "running" for a in agents)
+        ended = any(a.status in ("exited", "dead") for a in agents)
+        launching = not ended and any(
+            c.status == "running" and _age_seconds(c) < LAUNCH_GRACE_SECONDS for c in group
+        )
+        if running or launching:
+            busy.add(identity)
+    return busy
+
+
+def _age_seconds(container: Any) -> float:
+    created = str(container.attrs.get("Created", ""))[:19]
+    try:
+        started = datetime.datetime.strptime(created, "%Y-%m-%dT%H:%M:%S")
+    except ValueError:
+        return 0.0
+    now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+    return (now - started).total_seconds()
 
 
 @register("docker")
@@ -340,12 +375,7 @@ class DockerBottleBackend(BottleBackend):
         except docker.errors.DockerException as exc:
             raise EngineError(f"could not list bottles: {exc}") from None
         if not running_too:
-            # A bottle runs while its agent does; sidecars outlive a dead agent.
-            busy = {
-                c.labels.get(L.IDENTITY)
-                for c in containers
-                if c.status == "running" and c.labels.get(L.ROLE) == L.ROLE_AGENT
-            }
+            busy = _busy_identities(containers)
             containers = [c for c in containers if c.labels.get(L.IDENTITY) not in busy]
             networks = [n for n in networks if n.attrs["Labels"].get(L.IDENTITY) not in busy]
             volumes = [

@@ -33,6 +33,7 @@ import socketserver
 import sys
 import threading
 import time
+import unicodedata
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -65,6 +66,9 @@ def _text(value: Any, what: str, limit: int) -> str:
         raise Invalid(f"{what} must be text of at most {limit} characters")
     if any((ord(c) < 32 and c not in "\n\t") or 127 <= ord(c) < 160 for c in value):
         raise Invalid(f"{what} must not contain control characters")
+    # Bidi overrides and other invisible format characters could disguise text.
+    if any(unicodedata.category(c) == "Cf" for c in value):
+        raise Invalid(f"{what} must not contain invisible formatting characters")
     return value
 
 
@@ -87,6 +91,8 @@ def _host(value: str) -> str:
     last = host.rsplit(".", 1)[-1]
     if len(host) > 253 or not _HOSTNAME_RE.match(host) or last.isdigit():
         raise Invalid(f"{value!r} is not a host name (no scheme, port, path or IP address)")
+    if host.startswith("*.") and "." not in host[2:]:
+        raise Invalid(f"{value!r} is too wide: a wildcard needs a domain (*.example.com)")
     return host
 
 
@@ -117,6 +123,9 @@ def _cred_route(payload: dict[str, Any]) -> dict[str, Any]:
     if parts.username or parts.password or parts.query or parts.fragment:
         raise Invalid("upstream must not carry credentials, a query or a fragment")
     names = _strings(headers, "headers", 16)
+    if not names:
+        # A route injects something, else it is only an unscanned way out of the bottle.
+        raise Invalid("name at least one header the operator will supply a value for")
     bad = [h for h in names if not _HEADER_RE.match(h)]
     if bad:
         raise Invalid(f"not a header name (values are supplied by the operator): {bad[0]!r}")
