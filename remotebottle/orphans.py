@@ -53,10 +53,19 @@ def orphans(
         if (
             (seen.ended and not resource.identity.startswith("reuse-"))
             or (resource.is_expired(now) and not (seen.known and not seen.ended))
-            or (not is_vm and resource.identity not in live_vms)
+            or (not is_vm and resource.identity not in live_vms and _settled(resource, now))
         ):
             chosen.append(resource)
     return sorted(chosen, key=lambda r: (r.kind not in VM_KINDS, r.resource_id))
+
+
+# Key pairs and security groups are made before their VM: a younger one may belong to a
+# session that is being created right now (in another terminal, or on another machine).
+CREATE_GRACE = datetime.timedelta(minutes=30)
+
+
+def _settled(resource: OwnedResource, now: datetime.datetime) -> bool:
+    return resource.created_at is None or now - resource.created_at > CREATE_GRACE
 
 
 def describe(resource: OwnedResource) -> str:

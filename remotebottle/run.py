@@ -111,9 +111,15 @@ def start(
             if end.detached and _vm_ends_with_session(preview.host):
                 progress(
                     f"{preview.host.name} makes a VM per session, which goes now: the bottle"
-                    " ends with it (set `reuse: true` on the host to detach and come back)"
+                    " ends with it (with `reuse: true` on the host the VM stays)"
                 )
                 end = replace(end, detached=False)
+            elif end.detached and is_cloud(preview.host):
+                ttl = getattr(preview.host.entry, "ttl_minutes", 15)
+                progress(
+                    f"the VM powers itself off about {ttl} min from now unless you come back:"
+                    f" rbottle attach {spec.identity}"
+                )
             bottle.keep = end.detached
             if not end.detached:
                 _save(backend, bottle.agent_container, meta)

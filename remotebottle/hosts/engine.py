@@ -161,7 +161,13 @@ def _cloud_link(host: HostTarget, session: str, *, progress: Progress) -> Iterat
         try:
             # Docker and the heartbeat file are made during first boot: wait for it to end.
             progress("waiting for the VM's first boot to finish")
-            conn.run(CLOUD_INIT_WAIT, timeout=ready_timeout)
+            code, _, err = conn.run(CLOUD_INIT_WAIT, timeout=ready_timeout)
+            if code not in (0, 2):  # 2: finished with recoverable errors
+                raise HostError(
+                    f"the VM's first boot failed (cloud-init exit {code}):"
+                    f" {err.decode(errors='replace').strip()[:200]}",
+                    hint="see `cloud-init status --long` on the VM; it is destroyed now",
+                )
             if ensure_docker(
                 conn, docker_socket=DOCKER_SOCKET, consent=lambda _q: True, progress=progress
             ):

@@ -211,9 +211,18 @@ class Handler(BaseHTTPRequestHandler):
         feeder.start()
         try:
             self._relay(proc.stdout)
+        except BaseException:
+            # The agent went away mid-transfer: nobody drains git's output any more.
+            proc.kill()
+            raise
         finally:
+            proc.stdout.close()
             feeder.join(timeout=5)
-            proc.wait()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
     def _feed(self, sink: IO[bytes], chunked: bool, length: int) -> None:
         try:
