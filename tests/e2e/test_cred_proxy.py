@@ -21,6 +21,7 @@ from remotebottle.backend.docker import credproxy
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.docker.provision import AGENT_UID
 from remotebottle.backend.spec import ANTHROPIC_ROLE, BottleSpec, Command, RouteSpec, Secretish
+from remotebottle.errors import BottleError
 from remotebottle.hosts.engine import open_engine
 from remotebottle.remote_images import place_images
 from remotebottle.session import stream_output
@@ -316,3 +317,15 @@ def test_one_bad_request_does_not_take_the_proxy_down_and_outsiders_are_refused(
     )
     assert result.output.decode() == "403"
     assert not any(r["path"] == "/v1/x" for r in api.requests()), "an outsider got through"
+
+
+def test_a_table_the_proxy_rejects_leaves_the_old_one_in_force_and_in_the_vault(
+    docker_client: docker.DockerClient, proxied_bottle: tuple[str, str, FakeApi, str]
+) -> None:
+    identity, cid, _, _ = proxied_bottle
+    before = credproxy.current_table(docker_client, identity)
+    bad = json.dumps({"routes": [{"name": "x", "upstream": "ftp://nope.example"}]}).encode()
+    with pytest.raises(BottleError, match="rejected the new route table"):
+        credproxy.reload_table(docker_client, identity, bad)
+    assert credproxy.current_table(docker_client, identity) == before
+    assert run(docker_client, cid, f"{CURL} http://cred-proxy:8080/upstream/models")[1] == "200"

@@ -151,6 +151,11 @@ def test_clone_fetch_and_a_clean_push_go_through_the_gate(
         agent.ok("cd p && git push -q origin :refs/heads/feature")
         assert upstream.git("show-ref", "--verify", "refs/heads/feature")[0] != 0
 
+        # An annotated tag's message is not scanned by gitleaks: such tags are refused.
+        code, out = agent.sh("cd p && git tag -a v2 -m 'release' && git push origin v2 2>&1")
+        assert code != 0 and "annotated tag" in out, out
+        assert upstream.git("show-ref", "--verify", "refs/tags/v2")[0] != 0
+
 
 def test_a_push_carrying_an_aws_key_is_refused_and_never_reaches_upstream(
     docker_client: docker.DockerClient, upstream: Upstream

@@ -142,8 +142,19 @@ def reload_routes(client: docker.DockerClient, identity: str, routes: Sequence[R
 def reload_table(client: docker.DockerClient, identity: str, table: bytes) -> None:
     """`reload_routes` with the table already serialised (see `route_table`)."""
     proxy = _running_proxy(client, identity)
+    vault = Vault.attach(client, identity)
+    previous = vault.read(VAULT_DIR, "routes.json")
+    problem = _swap_table(proxy, vault, table)
+    if problem:
+        # The vault must hold what the proxy serves, or the next change builds on a lie.
+        _swap_table(proxy, vault, previous)
+        raise BottleError(f"the credential proxy {problem}; it keeps the routes it had")
+
+
+def _swap_table(proxy: Any, vault: Vault, table: bytes) -> str | None:
+    """Write `table` and have the proxy load it; None when it did, else what went wrong."""
     before = _log_counts(proxy)
-    Vault.attach(client, identity).put(VAULT_DIR, {"routes.json": table}, uid=UID)
+    vault.put(VAULT_DIR, {"routes.json": table}, uid=UID)
     try:
         proxy.kill(signal="SIGHUP")
     except docker.errors.DockerException as exc:
@@ -152,11 +163,11 @@ def reload_table(client: docker.DockerClient, identity: str, table: bytes) -> No
     while time.monotonic() < deadline:
         reloaded, failed = _log_counts(proxy)
         if failed > before[1]:
-            raise BottleError("the credential proxy rejected the new route table; it keeps the old")
+            return "rejected the new route table"
         if reloaded > before[0]:
-            return
+            return None
         time.sleep(0.1)
-    raise BottleError("the credential proxy did not confirm the new route table")
+    return "did not confirm the new route table"
 
 
 def _running_proxy(client: docker.DockerClient, identity: str) -> Any:

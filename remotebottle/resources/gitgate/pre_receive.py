@@ -78,6 +78,11 @@ def scan(log_opts: str) -> str | None:
     return f"push refused: the secret scan failed (gitleaks exit {result.returncode}):\n{tail}"
 
 
+def object_type(oid: str) -> str:
+    result = subprocess.run(["git", "cat-file", "-t", oid], capture_output=True, text=True)
+    return result.stdout.strip()
+
+
 def forward(updates: list[tuple[str, str, str]]) -> int:
     url = subprocess.run(
         ["git", "config", "--get", "remote.origin.url"], capture_output=True, text=True
@@ -106,9 +111,13 @@ def main() -> int:
         fields = line.split()
         if len(fields) == 3:
             updates.append((fields[0], fields[1], fields[2]))
-    for old, new, _ in updates:
+    for old, new, ref in updates:
         if is_zero(new):
             continue
+        if object_type(new) == "tag":
+            # An annotated tag's message is not a commit: gitleaks' git scan never reads it.
+            say(f"push refused: {ref} is an annotated tag; push a lightweight tag instead")
+            return 1
         problem = scan(f"{new} --not --all" if is_zero(old) else f"{old}..{new}")
         if problem:
             say(problem)
