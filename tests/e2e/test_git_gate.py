@@ -211,6 +211,16 @@ def test_the_upstream_key_is_only_in_the_gate(
         mounts = [m.split() for m in gate.exec_run(["cat", "/proc/mounts"]).output.splitlines()]
         assert [b"/vault", b"tmpfs"] in [m[1:3] for m in mounts]
 
+        # Only the agent's network is served: not the engine host, not the outside network.
+        outside = next(
+            net["IPAddress"]
+            for name, net in gate.attrs["NetworkSettings"]["Networks"].items()
+            if name.endswith("-egress")
+        )
+        url = f"http://{outside}:8080/r0/ssh/repo.git/info/refs?service=git-upload-pack"
+        status = gate.exec_run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", url])
+        assert status.output.decode() == "403"
+
 
 def test_fetch_fails_when_the_upstream_is_down(
     docker_client: docker.DockerClient, upstream: Upstream

@@ -21,7 +21,12 @@ import docker
 import docker.errors
 
 from remotebottle.backend.docker import labels as L
-from remotebottle.backend.docker.sidecar import AgentGrant, SidecarSite, start_container
+from remotebottle.backend.docker.sidecar import (
+    AgentGrant,
+    SidecarSite,
+    internal_subnet,
+    start_container,
+)
 from remotebottle.backend.docker.vault import Vault
 from remotebottle.backend.spec import ANTHROPIC_ROLE, RouteSpec
 from remotebottle.errors import BottleError, EngineError
@@ -99,15 +104,6 @@ def start(site: SidecarSite) -> AgentGrant:
     )
     _wait_listening(proxy)
     return AgentGrant(env=agent_env(spec.routes), no_proxy=(ALIAS,), containers=(str(proxy.id),))
-
-
-def internal_subnet(site: SidecarSite) -> str:
-    """The agent's network, the only one a sidecar serving the agent should answer on."""
-    try:
-        site.internal.reload()
-        return str(site.internal.attrs["IPAM"]["Config"][0]["Subnet"])
-    except (docker.errors.DockerException, KeyError, IndexError) as exc:
-        raise EngineError(f"could not read the bottle's network: {exc}") from None
 
 
 def _wait_listening(proxy: Any) -> None:

@@ -25,7 +25,12 @@ import docker.errors
 
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.images import build_git_gate_image
-from remotebottle.backend.docker.sidecar import AgentGrant, SidecarSite, start_container
+from remotebottle.backend.docker.sidecar import (
+    AgentGrant,
+    SidecarSite,
+    internal_subnet,
+    start_container,
+)
 from remotebottle.backend.spec import GitRemoteSpec
 from remotebottle.errors import BottleError, EngineError
 
@@ -171,6 +176,7 @@ def start(site: SidecarSite) -> AgentGrant:
         role=L.ROLE_GIT_GATE,
         alias=ALIAS,
         user=f"{UID}:{UID}",
+        environment={"GITGATE_AGENT_SUBNET": internal_subnet(site)},
         extra_hosts=extra_hosts(spec.git),
         volumes={
             site.vault.volume: {"bind": MOUNT, "mode": "ro"},

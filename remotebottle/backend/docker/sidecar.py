@@ -103,3 +103,12 @@ def start_container(
     except docker.errors.DockerException as exc:
         raise EngineError(f"could not start the bottle's {role}: {exc}") from None
     return container
+
+
+def internal_subnet(site: SidecarSite) -> str:
+    """The agent's network, the only one a sidecar serving the agent should answer on."""
+    try:
+        site.internal.reload()
+        return str(site.internal.attrs["IPAM"]["Config"][0]["Subnet"])
+    except (docker.errors.DockerException, KeyError, IndexError) as exc:
+        raise EngineError(f"could not read the bottle's network: {exc}") from None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import json
 import os
 import re
@@ -33,10 +34,19 @@ VAULT = Path(os.environ.get("GITGATE_VAULT", "/vault/gitgate"))
 MIRRORS = Path(os.environ.get("GITGATE_MIRRORS", "/srv/mirrors"))
 HOOKS = os.environ.get("GITGATE_HOOKS", "/opt/gitgate/hooks")
 PORT = int(os.environ.get("GITGATE_PORT", "8080"))
+# The bottle's internal network: only connections arriving there (from the agent) are served.
+AGENT_SUBNET = os.environ.get("GITGATE_AGENT_SUBNET", "")
 UPSTREAM_TIMEOUT = 600
 SERVICES = ("git-upload-pack", "git-receive-pack")
 SUFFIXES = ("/info/refs", "/git-upload-pack", "/git-receive-pack")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def from_agent_network(local_address: str) -> bool:
+    try:
+        return ipaddress.ip_address(local_address) in ipaddress.ip_network(AGENT_SUBNET)
+    except ValueError:
+        return False
 
 
 class UpstreamError(Exception):
@@ -149,6 +159,9 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         if method == "GET" and url.path == "/_health":
             self._reply(200, "ok\n")
+            return
+        if AGENT_SUBNET and not from_agent_network(self.connection.getsockname()[0]):
+            self._reply(403, "git gate: serves the bottle's agent only\n")
             return
         target = parse(url.path, self.remotes)
         if target is None:
