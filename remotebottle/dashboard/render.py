@@ -125,6 +125,11 @@ def _route(text: Text, payload: dict[str, Any]) -> None:
         text.append(f"      role      {clean(payload['role'])}\n", style="green")
     if payload.get("headers"):
         text.append("  each header's value is asked for on approval\n", style="dim")
+    text.append(
+        "  the agent reaches this upstream through the credential proxy, which does not"
+        " pass the egress proxy's allowlist or DLP\n",
+        style="yellow",
+    )
 
 
 def _capability(text: Text, payload: dict[str, Any]) -> None:
