@@ -151,22 +151,24 @@ class DockerBottleBackend(BottleBackend):
         spec = plan.spec
         ident = spec.identity
         client = self.client
-        agent_image = build_agent_image(client, self._progress)
+        # Sidecars run on the shipped agent image; only the agent gets its capabilities.
+        base_image = build_agent_image(client, self._progress)
+        agent_image = base_image
         if opts.image_lines:
-            agent_image = build_derived_image(client, agent_image, opts.image_lines, self._progress)
+            agent_image = build_derived_image(client, base_image, opts.image_lines, self._progress)
         if plan.images.egress:
             ensure_pulled(client, plan.images.egress, self._progress)
         runtime: dict[str, Any] = {"runtime": "runsc"} if plan.runtime == "runsc" else {}
 
         self._progress("creating the bottle's network")
         internal = self._network(f"rb-{ident}-internal", spec, internal=True)
-        vault = Vault(client, ident, spec.agent, agent_image)
+        vault = Vault(client, ident, spec.agent, base_image)
         vault.open()
         outside = None
         if plan.images.egress or spec.routes or spec.git:
             outside = self._network(f"rb-{ident}-egress", spec, internal=False)
         site = SidecarSite(
-            client, plan, vault, internal, outside, agent_image, runtime, self._progress
+            client, plan, vault, internal, outside, base_image, runtime, self._progress
         )
         grant = supervisor.start(site)
         if outside is not None:
