@@ -287,12 +287,14 @@ print(f"{last - first:.3f}")
 def test_streamed_responses_pass_event_by_event(
     docker_client: docker.DockerClient, proxied_bottle: tuple[str, str, FakeApi, str]
 ) -> None:
-    """The fake API waits 50 ms between text chunks: a buffering proxy would deliver the
-    first chunk and the end of the stream together."""
+    """The fake API sends its reply in three text chunks 50 ms apart, so at least 100 ms
+    pass between the first chunk and the end of the stream at the source. A buffering proxy
+    delivers them together (about 1 ms apart); the bar sits at half the source's spread
+    because the first chunk itself can reach the client late on a busy machine."""
     _, cid, _, _ = proxied_bottle
     code, out = run(docker_client, cid, f"python3 -c '{STREAM_PROBE}'")
     assert code == 0, out
-    assert float(out) >= 0.1, f"the stream arrived in one piece ({out.strip()} s apart)"
+    assert float(out) >= 0.05, f"the stream arrived in one piece ({out.strip()} s apart)"
 
 
 def test_one_bad_request_does_not_take_the_proxy_down_and_outsiders_are_refused(
