@@ -18,7 +18,7 @@ from remotebottle.backend.docker.images import (
 )
 from remotebottle.backend.spec import BottlePlan
 from remotebottle.errors import EngineError
-from remotebottle.hosts.engine import Engine, ssh_entry
+from remotebottle.hosts.engine import Engine
 from remotebottle.hosts.local import connect_local_engine
 from remotebottle.transport.ship import ShipProgress, ship_images
 
@@ -40,7 +40,7 @@ def place_images(
     Raises:
         EngineError: shipping needs a local engine and there is none.
     """
-    if not engine.is_remote or ssh_entry(engine.host).images == "build":
+    if not engine.is_remote or engine.host.entry.images == "build":
         return []
     try:
         local = connect_local_engine()

@@ -113,14 +113,18 @@ def open_engine(
             link = stack.enter_context(_remote_link(host, progress=progress, consent=consent))
         client = link.tunnel.client(timeout=int(timeout))
         stack.callback(client.close)
-        try:
-            client.ping()
-        except (docker.errors.DockerException, OSError) as exc:
-            raise EngineError(
-                f"the Docker engine on {host.name} does not answer through the tunnel: {exc}",
-                hint=f"check it on the host: `ssh {host.name} docker info`",
-            ) from None
+        _ping(client, host)
         yield Engine(host, client, link)
+
+
+def _ping(client: docker.DockerClient, host: HostTarget) -> None:
+    try:
+        client.ping()
+    except (docker.errors.DockerException, OSError) as exc:
+        raise EngineError(
+            f"the Docker engine on {host.name} does not answer through the tunnel: {exc}",
+            hint=f"check it on the host: `ssh {host.name} docker info`",
+        ) from None
 
 
 @contextlib.contextmanager
@@ -149,9 +153,12 @@ def _remote_link(host: HostTarget, *, progress: Progress, consent: Consent) -> I
 @contextlib.contextmanager
 def _cloud_link(host: HostTarget, session: str, *, progress: Progress) -> Iterator[RemoteLink]:
     """The session's VM: made, connected (provider-reported host key), heartbeat kept,
-    Docker ready (cloud-init installs it; we wait for it), tunnel open; destroyed after."""
+    Docker ready (cloud-init installs it; we wait for it), tunnel open and published for
+    the dashboard (`session_vm`); destroyed after."""
+    from remotebottle.hosts import session_vm
     from remotebottle.hosts.cloud import Heartbeat, connect_machine, session_machine
     from remotebottle.hosts.provision import ensure_docker
+    from remotebottle.hosts.session_vm import SessionVm
     from remotebottle.transport.docker_tunnel import DockerTunnel
 
     ready_timeout = float(getattr(host.entry, "ready_timeout", 300.0))
@@ -176,8 +183,32 @@ def _cloud_link(host: HostTarget, session: str, *, progress: Progress) -> Iterat
             with Heartbeat(conn, on_beat=lambda: provider.renew_expiry(machine)):
                 tunnel = DockerTunnel(conn, DOCKER_SOCKET, name=host.name)
                 try:
+                    session_vm.publish(session, SessionVm(machine.machine_id, tunnel.url))
                     yield RemoteLink(conn, tunnel, machine)
                 finally:
+                    session_vm.withdraw(session)
                     tunnel.close()
         finally:
             conn.close()
+
+
+@contextlib.contextmanager
+def join_session_vm(host: HostTarget, session: str) -> Iterator[Engine]:
+    """The engine of the VM a live session on cloud host `host` made, reached from another
+    process (the dashboard) through that session's Docker tunnel, which it published.
+
+    Raises:
+        HostError: the session has published no VM (it ended, or has none yet).
+        EngineError: the session's tunnel does not answer (the session died).
+    """
+    from remotebottle.hosts import session_vm
+
+    vm = session_vm.published(session)
+    if vm is None:
+        raise HostError(f"session {session} on {host.name} has no VM now")
+    client = docker.DockerClient(base_url=vm.docker_host, timeout=60)
+    try:
+        _ping(client, host)
+        yield Engine(host, client)
+    finally:
+        client.close()

@@ -1,8 +1,9 @@
 """Pending proposals across every engine with live bottles: what the dashboard reads.
 
-The engines are the local one and each SSH host a live session of this machine runs
-on (from local state). A VM made for one session is reachable only from the process
-that made it (its login key lives there), so its bottles are not listed here.
+The engines are the local one, each SSH host a live session of this machine runs on
+(from local state), and each cloud VM a live session made, reached through the Docker
+tunnel that session published (`hosts.session_vm`); such a VM is listed as
+`<host>/<machine id>`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from remotebottle import state
 from remotebottle.backend.docker import egress
 from remotebottle.backend.docker.backend import DockerBottleBackend
 from remotebottle.errors import BottleError, RemoteBottleError
+from remotebottle.hosts import session_vm
 from remotebottle.hosts.cloud import is_cloud
-from remotebottle.hosts.engine import open_engine
-from remotebottle.hosts.resolve import resolve_host
+from remotebottle.hosts.engine import join_session_vm, open_engine
+from remotebottle.hosts.resolve import HostTarget, resolve_host
 from remotebottle.manifest import Manifest
 from remotebottle.supervise import apply, queue
 from remotebottle.supervise.model import Decision, Proposal
@@ -66,28 +68,31 @@ class EngineSources:
         apply.decide(client, proposal, decision, answer=queue.answer)
 
 
-def live_hosts() -> list[str]:
-    """Hosts where this machine's state says a session is still running."""
-    hosts = set()
+def live_sessions() -> dict[str, list[str]]:
+    """Identities of the sessions this machine's state says are still running, by host."""
+    found: dict[str, list[str]] = {}
     for identity in state.known_identities():
         with contextlib.suppress(BottleError):
             meta = state.read_metadata(identity)
             if meta.ended_at is None:
-                hosts.add(meta.host)
-    return sorted(hosts)
+                found.setdefault(meta.host, []).append(identity)
+    return found
 
 
 @contextlib.contextmanager
 def open_sources(manifest: Manifest, *, progress: Progress) -> Iterator[EngineSources]:
-    """Connect to the local engine and every host with a live session; yield the sources.
-    A host that cannot be reached is reported in `unreachable`, not fatal."""
+    """Connect to the local engine, every host with a live session and every live
+    session's cloud VM; yield the sources. What cannot be reached is reported in
+    `unreachable`, not fatal."""
     sources = EngineSources()
+    live = live_sessions()
     with contextlib.ExitStack() as stack:
-        for name in ["local", *(h for h in live_hosts() if h != "local")]:
+        for name in ["local", *sorted(h for h in live if h != "local")]:
             try:
                 host = resolve_host(name, manifest)
                 if is_cloud(host):
-                    sources.unreachable[name] = "a VM made for one session"
+                    for identity in live[name]:
+                        _join_vm(stack, sources, host, identity)
                     continue
                 engine = stack.enter_context(
                     open_engine(host, progress=progress, consent=lambda _q: False)
@@ -97,3 +102,18 @@ def open_sources(manifest: Manifest, *, progress: Progress) -> Iterator[EngineSo
                 continue
             sources.engines[name] = engine.client
         yield sources
+
+
+def _join_vm(
+    stack: contextlib.ExitStack, sources: EngineSources, host: HostTarget, identity: str
+) -> None:
+    vm = session_vm.published(identity)
+    if vm is None:  # ended without saying so (killed), or not up yet
+        return
+    name = f"{host.name}/{vm.machine_id}"
+    try:
+        engine = stack.enter_context(join_session_vm(host, identity))
+    except RemoteBottleError as exc:
+        sources.unreachable[name] = exc.message
+        return
+    sources.engines[name] = engine.client

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
 
 from remotebottle.errors import BottleError
+from remotebottle.hosts import session_vm
 from remotebottle.state import IDENTITY_RE, home, mint_identity, parse_identity, state_dir
 
 pytestmark = pytest.mark.unit
@@ -41,3 +43,32 @@ def test_home_defaults_to_xdg_state(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     assert home() == tmp_path / "xdg" / "remotebottle"
     monkeypatch.delenv("XDG_STATE_HOME")
     assert home() == Path.home() / ".local/state/remotebottle"
+
+
+def test_a_session_vm_record_is_private_and_goes_with_the_session(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_UNIX) as tunnel:
+        tunnel.bind(str(tmp_path / "docker.sock"))
+        vm = session_vm.SessionVm("i-0abc", f"unix://{tmp_path}/docker.sock")
+        assert session_vm.published("impl-ab12c") is None
+        session_vm.publish("impl-ab12c", vm)
+        path = state_dir("impl-ab12c") / session_vm.RECORD
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert path.parent.stat().st_mode & 0o777 == 0o700
+        assert session_vm.published("impl-ab12c") == vm
+        session_vm.withdraw("impl-ab12c")
+        session_vm.withdraw("impl-ab12c")  # twice is fine
+        assert session_vm.published("impl-ab12c") is None
+
+
+def test_a_killed_sessions_record_points_nowhere_and_is_ignored(tmp_path: Path) -> None:
+    gone = session_vm.SessionVm("i-0abc", f"unix://{tmp_path}/gone/docker.sock")
+    session_vm.publish("impl-ab12c", gone)
+    assert session_vm.published("impl-ab12c") is None
+
+
+def test_a_damaged_session_vm_record_is_a_clear_error() -> None:
+    path = state_dir("impl-ab12c") / session_vm.RECORD
+    path.parent.mkdir(parents=True)
+    path.write_text('{"machine_id": "i-0abc"}')
+    with pytest.raises(BottleError, match="unreadable"):
+        session_vm.published("impl-ab12c")
