@@ -9,7 +9,9 @@ does), then lets the bottle end.
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -58,7 +60,7 @@ class Watcher(threading.Thread):
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             vms = [vm for vm, _ in list(self.cloud.vms.values())]
-            agent = self._agent(vms[0]) if vms else None
+            agent = self.agent(vms[0]) if vms else None
             if agent is not None:
                 try:
                     self._look(vms[0])
@@ -84,7 +86,7 @@ class Watcher(threading.Thread):
             return sources.bottles(), sources.unreachable
 
     @staticmethod
-    def _agent(vm: FakeVm) -> str | None:
+    def agent(vm: FakeVm) -> str | None:
         try:
             _, ids = vm.sh(f"docker ps -q --filter label={L.ROLE}={L.ROLE_AGENT}")
         except docker.errors.APIError:  # the VM is still starting or already going
@@ -135,3 +137,41 @@ def test_start_on_a_cloud_host_runs_the_bottle_on_its_vm_and_destroys_the_vm(
     assert not (state.state_dir(identity) / session_vm.RECORD).exists()
     assert "destroying the VM" in err
     assert secret not in out + err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_mid_session_still_destroys_the_vm(
+    loopback: LoopbackProvider,
+    agent_image: str,
+    write_manifest: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    sig: signal.Signals,
+) -> None:
+    manifest = write_manifest(
+        {
+            "bottles": {"sealed": {"egress": {"enabled": False}}},
+            "agents": {"worker": {"bottle": "sealed"}},
+            "hosts": {"cloudy": {"provider": "ec2"}},
+        }
+    )
+    monkeypatch.chdir(manifest.parent)
+
+    def interrupt_once_the_bottle_runs() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            vms = [vm for vm, _ in list(loopback.vms.values())]
+            if vms and Watcher.agent(vms[0]) is not None:
+                os.kill(os.getpid(), sig)  # what Ctrl-C or `kill` does to rbottle
+                return
+            time.sleep(0.5)
+
+    threading.Thread(target=interrupt_once_the_bottle_runs, daemon=True).start()
+    code = main(["start", "worker", "--host", "cloudy", "--yes", "--", "sh", "-c", PROBE])
+
+    _, err = capfd.readouterr()
+    assert code == 130, err
+    assert len(loopback.destroyed) == 1 and not loopback.vms, "the VM must go on an interrupt"
+    [identity] = state.known_identities()
+    assert not (state.state_dir(identity) / session_vm.RECORD).exists()
+    assert "Traceback" not in err
