@@ -21,8 +21,9 @@ from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptio
 from remotebottle.backend.docker.labels import IDENTITY, ROLE, ROLE_AGENT
 from remotebottle.backend.spec import BottlePlan
 from remotebottle.errors import BottleError
+from remotebottle.hosts import session_vm
 from remotebottle.hosts.cloud import is_cloud
-from remotebottle.hosts.engine import Consent, open_engine
+from remotebottle.hosts.engine import Consent, join_session_vm, open_engine
 from remotebottle.hosts.resolve import HostTarget, resolve_host
 from remotebottle.launch import StartPlan, StartRequest
 from remotebottle.manifest import Manifest, default_paths, load
@@ -222,12 +223,23 @@ def list_bottles(host: HostTarget, *, progress: Progress) -> list[Listed]:
     """Bottles on `host`'s engine, plus the ones this machine's state knows of.
 
     A bottle whose state says it runs on another host, and has not ended, is listed
-    as `elsewhere`: only that host's engine can say more (`rbottle list --host`).
+    as `elsewhere`: only that host's engine can say more (`rbottle list --host`). A
+    cloud host's engines are the VMs of its live sessions, reached through the tunnels
+    those sessions published.
     """
     found: dict[str, Listed] = {}
-    with open_engine(host, progress=progress, consent=_refuse) as engine:
-        for info in DockerBottleBackend(engine.client).list_active():
-            found[info.identity] = _listed(info)
+    with contextlib.ExitStack() as stack:
+        if is_cloud(host):  # its VMs are the ones this machine's live sessions made
+            engines = [
+                stack.enter_context(join_session_vm(host, identity))
+                for identity in state.live_sessions().get(host.name, [])
+                if session_vm.published(identity) is not None
+            ]
+        else:
+            engines = [stack.enter_context(open_engine(host, progress=progress, consent=_refuse))]
+        for engine in engines:
+            for info in DockerBottleBackend(engine.client).list_active():
+                found[info.identity] = _listed(info)
     for identity in state.known_identities():
         if identity in found:
             continue

@@ -6,6 +6,7 @@ it lives in `$REMOTEBOTTLE_HOME/state/<identity>/` (default: the XDG state dir).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -114,3 +115,14 @@ def known_identities() -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if IDENTITY_RE.match(p.name))
+
+
+def live_sessions() -> dict[str, list[str]]:
+    """Identities of the sessions this machine's state says are still running, by host."""
+    found: dict[str, list[str]] = {}
+    for identity in known_identities():
+        with contextlib.suppress(BottleError):
+            meta = read_metadata(identity)
+            if meta.ended_at is None:
+                found.setdefault(meta.host, []).append(identity)
+    return found

@@ -28,7 +28,8 @@ has ended and `rbottle resume IDENTITY` can relaunch it.
 
 Without --host the local engine is asked. A bottle this machine started on
 another host, and has not seen end, shows as `elsewhere`: `--host HOST` asks
-that host's engine (through a short-lived SSH tunnel)."""
+that host's engine (through a short-lived SSH tunnel). For a cloud host (ec2,
+fly) that is the VMs its sessions running on this machine made."""
 
 
 def register(sub: Any) -> None:

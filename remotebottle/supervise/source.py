@@ -68,24 +68,13 @@ class EngineSources:
         apply.decide(client, proposal, decision, answer=queue.answer)
 
 
-def live_sessions() -> dict[str, list[str]]:
-    """Identities of the sessions this machine's state says are still running, by host."""
-    found: dict[str, list[str]] = {}
-    for identity in state.known_identities():
-        with contextlib.suppress(BottleError):
-            meta = state.read_metadata(identity)
-            if meta.ended_at is None:
-                found.setdefault(meta.host, []).append(identity)
-    return found
-
-
 @contextlib.contextmanager
 def open_sources(manifest: Manifest, *, progress: Progress) -> Iterator[EngineSources]:
     """Connect to the local engine, every host with a live session and every live
     session's cloud VM; yield the sources. What cannot be reached is reported in
     `unreachable`, not fatal."""
     sources = EngineSources()
-    live = live_sessions()
+    live = state.live_sessions()
     with contextlib.ExitStack() as stack:
         for name in ["local", *sorted(h for h in live if h != "local")]:
             try:

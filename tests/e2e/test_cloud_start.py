@@ -21,10 +21,11 @@ import docker
 import docker.errors
 import pytest
 
-from remotebottle import state
+from remotebottle import run, state
 from remotebottle.backend.docker import labels as L
 from remotebottle.cli import main
 from remotebottle.hosts import session_vm
+from remotebottle.hosts.resolve import resolve_host
 from remotebottle.manifest import load
 from remotebottle.supervise.source import open_sources
 from tests.e2e.conftest import owned
@@ -76,6 +77,8 @@ class Watcher(threading.Thread):
         self.seen["local engine untouched"] = set(owned(self.local)) == self.local_before
         self.seen["secret on the vm's disk"] = grep_vm_disk(vm, self.secret)
         self.seen["the dashboard's view"] = self._dashboard_view()
+        listed = run.list_bottles(resolve_host("cloudy", load([self.manifest])), progress=print)
+        self.seen["rbottle list --host cloudy"] = [(b.identity, b.status) for b in listed]
         [identity] = state.known_identities()
         record = state.state_dir(identity) / session_vm.RECORD
         self.seen["vm record mode"] = oct(record.stat().st_mode & 0o777)
@@ -130,6 +133,7 @@ def test_start_on_a_cloud_host_runs_the_bottle_on_its_vm_and_destroys_the_vm(
         "local engine untouched": True,
         "secret on the vm's disk": "",
         "the dashboard's view": ([(identity, f"cloudy/{vm_name}")], {}),
+        "rbottle list --host cloudy": [(identity, "running")],
         "vm record mode": "0o600",
     }, err
     assert hashlib.sha256(secret.encode()).hexdigest() in out.split()
