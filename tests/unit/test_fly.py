@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives import serialization
 
 from remotebottle.errors import HostError, ProvisionError
 from remotebottle.hosts import fly
-from remotebottle.hosts.fly import FlyApiError, FlyAppError, FlyAuthError, FlyProvider
+from remotebottle.hosts.fly import FlyProvider
+from remotebottle.hosts.fly_api import FlyApiError, FlyAppError, FlyAuthError
 from remotebottle.hosts.provider import Machine, OwnedResource
 from remotebottle.manifest import FlyHost
 
