@@ -8,6 +8,7 @@ is handed to the backend, which never learns that it is remote.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # the SSH modules import paramiko, which `rbottle --help` doe
     from remotebottle.transport.docker_tunnel import DockerTunnel
     from remotebottle.transport.ssh import SshConnection
 
+log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 Consent = Callable[[str], bool]
 
@@ -117,13 +119,13 @@ def open_engine(
         yield Engine(host, client, link)
 
 
-def _ping(client: docker.DockerClient, host: HostTarget) -> None:
+def _ping(client: docker.DockerClient, host: HostTarget, hint: str = "") -> None:
     try:
         client.ping()
     except (docker.errors.DockerException, OSError) as exc:
         raise EngineError(
             f"the Docker engine on {host.name} does not answer through the tunnel: {exc}",
-            hint=f"check it on the host: `ssh {host.name} docker info`",
+            hint=hint or f"check it on the host: `ssh {host.name} docker info`",
         ) from None
 
 
@@ -183,7 +185,10 @@ def _cloud_link(host: HostTarget, session: str, *, progress: Progress) -> Iterat
             with Heartbeat(conn, on_beat=lambda: provider.renew_expiry(machine)):
                 tunnel = DockerTunnel(conn, DOCKER_SOCKET, name=host.name)
                 try:
-                    session_vm.publish(session, SessionVm(machine.machine_id, tunnel.url))
+                    try:
+                        session_vm.publish(session, SessionVm(machine.machine_id, tunnel.url))
+                    except OSError as exc:  # only the dashboard needs it: go on without
+                        log.warning("the dashboard will not see this VM: %s", exc)
                     yield RemoteLink(conn, tunnel, machine)
                 finally:
                     session_vm.withdraw(session)
@@ -208,7 +213,7 @@ def join_session_vm(host: HostTarget, session: str) -> Iterator[Engine]:
         raise HostError(f"session {session} on {host.name} has no VM now")
     client = docker.DockerClient(base_url=vm.docker_host, timeout=60)
     try:
-        _ping(client, host)
+        _ping(client, host, hint=f"is the `rbottle` session {session} still running?")
         yield Engine(host, client)
     finally:
         client.close()
