@@ -200,6 +200,19 @@ def test_a_cloud_host_has_no_standing_machine_to_reach(
     assert "makes a new VM for each session" in err and "Traceback" not in err
 
 
+def test_a_cloud_dry_run_shows_what_would_be_paid_for_and_needs_no_credentials(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(capsys, "start", "plain", "--host", "cloud", "--dry-run", "--format=json")
+    assert code == 0, err
+    vm = json.loads(out)["vm"]
+    assert vm["provider"] == "ec2" and vm["region"] == "eu-west-1"
+    assert vm["instance_type"] == "t3.medium" and "15 min" in vm["ttl"]
+    assert vm["hourly_price"].startswith("~$")
+    code, out, err = run(capsys, "start", "plain", "--host", "cloud", "--dry-run")
+    assert code == 0 and "destroyed when the session ends" in err
+
+
 def test_a_cloud_vm_without_credentials_is_a_clean_error(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
