@@ -142,6 +142,12 @@ def test_start_on_a_cloud_host_runs_the_bottle_on_its_vm_and_destroys_the_vm(
     assert "destroying the VM" in err
     assert secret not in out + err
 
+    # `resume` starts the bottle again on a new VM of the same host, and that goes too.
+    code = main(["resume", identity, "--yes", "--", "sh", "-c", "exit 7"])
+    _, err = capfd.readouterr()
+    assert code == 7, err
+    assert len(loopback.destroyed) == 2 and not loopback.vms
+
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_ctrl_c_or_sigterm_mid_session_still_destroys_the_vm(
