@@ -35,11 +35,19 @@ pytest: install
 
 test: setup lint typecheck pytest
 
-# Until `rbottle demo` lands: the full plan of an agent, then a real sealed bottle
-# probing what a hostile agent could reach.
+# The full plan of an agent, then `rbottle demo`: a real bottle probed from inside (egress,
+# DLP, the git gate). It needs the pinned egress proxy image; where that cannot be had, a
+# real sealed bottle probes what a hostile agent could reach instead, and says why.
+PIPELOCK_IMAGE := $(shell sed -n 's/^PIPELOCK_IMAGE=//p' remotebottle/resources/pins.env)
 demo: install setup
 	cd examples && ANTHROPIC_API_KEY=not-needed-for-a-dry-run ../$(BIN)/rbottle start implementer --dry-run
-	cd examples && ../$(BIN)/rbottle start sealed --yes --cwd . -- sh sealed-probe.sh
+	@if docker image inspect $(PIPELOCK_IMAGE) >/dev/null 2>&1; then \
+		$(BIN)/rbottle demo; \
+	else \
+		echo "make demo: $(PIPELOCK_IMAGE) is not on the engine, so \`rbottle demo\` cannot run here;"; \
+		echo "make demo: a sealed bottle (no egress at all) shows what a hostile agent can reach instead"; \
+		cd examples && ../$(BIN)/rbottle start sealed --yes --cwd . -- sh sealed-probe.sh; \
+	fi
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
