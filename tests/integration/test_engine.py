@@ -13,7 +13,9 @@ import pytest
 
 from remotebottle import pins
 from remotebottle.backend.docker.engine import engine_facts, missing_images
+from remotebottle.backend.docker.images import ensure_pulled
 from remotebottle.doctor import run_checks
+from remotebottle.errors import EngineError
 from tests.conftest import FULL_MANIFEST, SECRET
 from tests.integration.conftest import require, skip_without_pipelock
 
@@ -110,3 +112,15 @@ def _env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k != "RB_TEST_TOKEN"}
+
+
+def test_an_image_that_cannot_be_pulled_is_one_line_saying_why(
+    docker_client: docker.DockerClient,
+) -> None:
+    # A registry on a loopback port nobody serves: the engine's reason, not the request URL.
+    with pytest.raises(EngineError) as err:
+        ensure_pulled(docker_client, "127.0.0.1:9/remotebottle-test/absent:1", lambda _m: None)
+    message = err.value.message
+    assert message.startswith("could not pull 127.0.0.1:9/remotebottle-test/absent:1: ")
+    assert "connection refused" in message and "http+docker://" not in message
+    assert "docker save" in err.value.hint

@@ -229,8 +229,10 @@ def ensure_pulled(client: docker.DockerClient, ref: str, progress: Progress) -> 
     try:
         client.images.pull(repository, tag=tag)
     except docker.errors.DockerException as exc:
+        # The engine's own explanation, not docker-py's wrapping of the request URL.
+        why = getattr(exc, "explanation", None) or str(exc)
         raise EngineError(
-            f"could not pull {ref}: {str(exc).splitlines()[0][:200]}",
+            f"could not pull {ref}: {str(why).splitlines()[0][:300]}",
             hint=f"no registry reachable? copy it from a machine that has it: "
             f"`docker save {ref} | docker load` (or over ssh), then retry",
         ) from None
