@@ -60,5 +60,6 @@ def published(session: str) -> SessionVm | None:
         return None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise BottleError(f"{path}: unreadable: {exc}") from None
-    socket = vm.docker_host.removeprefix("unix://")
-    return vm if Path(socket).is_socket() else None
+    if not vm.docker_host.startswith("unix:///"):  # only ever a local socket of ours
+        raise BottleError(f"{path}: not a local tunnel: {vm.docker_host}")
+    return vm if Path(vm.docker_host.removeprefix("unix://")).is_socket() else None

@@ -72,3 +72,6 @@ def test_a_damaged_session_vm_record_is_a_clear_error() -> None:
     path.write_text('{"machine_id": "i-0abc"}')
     with pytest.raises(BottleError, match="unreadable"):
         session_vm.published("impl-ab12c")
+    path.write_text('{"machine_id": "i-0abc", "docker_host": "tcp://203.0.113.9:2375"}')
+    with pytest.raises(BottleError, match="not a local tunnel"):
+        session_vm.published("impl-ab12c")
