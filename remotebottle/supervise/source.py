@@ -96,13 +96,12 @@ def open_sources(manifest: Manifest, *, progress: Progress) -> Iterator[EngineSo
 def _join_vm(
     stack: contextlib.ExitStack, sources: EngineSources, host: HostTarget, identity: str
 ) -> None:
-    vm = session_vm.published(identity)
-    if vm is None:  # ended without saying so (killed), or not up yet
-        return
-    name = f"{host.name}/{vm.machine_id}"
     try:
+        vm = session_vm.published(identity)
+        if vm is None:  # ended without saying so (killed), or not up yet
+            return
         engine = stack.enter_context(join_session_vm(host, identity))
     except RemoteBottleError as exc:
-        sources.unreachable[name] = exc.message
+        sources.unreachable[f"{host.name} ({identity})"] = exc.message
         return
-    sources.engines[name] = engine.client
+    sources.engines[f"{host.name}/{vm.machine_id}"] = engine.client
