@@ -217,9 +217,12 @@ def test_on_a_vm_the_token_reaches_the_upstream_and_never_the_vms_disk(
     assert grep_vm_disk(vm, secret) == "", "the token is on the VM's disk"
 
 
+@pytest.mark.parametrize("debug", [[], ["--debug"]], ids=["quiet", "debug-logging"])
 def test_cli_start_gives_the_agent_the_route_and_a_placeholder_only(
-    write_manifest: Callable[..., Path], agent_image: str
+    write_manifest: Callable[..., Path], agent_image: str, debug: list[str]
 ) -> None:
+    """With --debug every logger (docker-py, urllib3, paramiko, ours) writes to stderr:
+    the route's secret must still be in none of it."""
     secret = token()
     project = write_manifest(
         {
@@ -249,6 +252,7 @@ def test_cli_start_gives_the_agent_the_route_and_a_placeholder_only(
     code, out, err = finish(
         rbottle(
             project,
+            *debug,
             "start",
             "worker",
             "--yes",
@@ -264,6 +268,8 @@ def test_cli_start_gives_the_agent_the_route_and_a_placeholder_only(
     assert lines[0] == f"http://cred-proxy:8080/anthropic {credproxy.PLACEHOLDER_TOKEN}"
     assert lines[1] == "502", "the proxy should answer for an unreachable upstream"
     assert secret not in out + err
+    if debug:
+        assert " DEBUG: " in err, "--debug logged nothing"
 
 
 STREAM_PROBE = """
