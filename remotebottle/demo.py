@@ -138,8 +138,9 @@ def run_demo(progress: Progress) -> list[ProbeResult]:
             container = client.containers.get(bottle.agent_container)
             results = []
             for probe in probes():
-                output = container.exec_run(probe.argv, user="1000").output
-                text = output.decode(errors="replace") if isinstance(output, bytes) else ""
+                # stdout alone: curl's error text on stderr may land after its status code.
+                stdout, _ = container.exec_run(probe.argv, user="1000", demux=True).output
+                text = stdout.decode(errors="replace") if isinstance(stdout, bytes) else ""
                 results.append(ProbeResult(probe, probe.read(text)))
     return results
 

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.e2e
 
 def test_demo_probes_all_behave(pipelock_image: str, agent_image: str) -> None:
     results = run_demo(progress=lambda _msg: None)
-    assert [r.probe.name for r in results if not r.passed] == []
+    assert [(r.probe.name, r.got) for r in results if not r.passed] == []
     assert len(results) == 6
 
 
@@ -56,7 +56,7 @@ def test_claude_code_turn_through_the_egress_proxy(
             stdout=out,
             on_attached=lambda: backend.release(bottle),
         )
-    assert code == 0
+    assert code == 0, out.getvalue().decode(errors="replace")[-2000:]
     assert "Streamed through pipelock." in out.getvalue().decode()
     assert list(inspect["NetworkSettings"]["Networks"]) == [f"rb-{spec.identity}-internal"]
     assert any(r["path"].startswith("/v1/messages") for r in api.requests())

@@ -41,6 +41,10 @@ def test_pipelock_config_is_strict_and_blocks() -> None:
     body = config["request_body_scanning"]
     assert (body["enabled"], body["action"], body["scan_headers"]) == (True, "block", True)
     assert config["dlp"]["include_defaults"] is True
+    # Claude Code's own prompts pass for BIP-39 seed phrases (seen against pipelock built
+    # from source): on, the detector refuses every turn of the agent.
+    assert config["seed_phrase_detection"] == {"enabled": False}
+    assert body["max_body_bytes"] >= 32 * 1024 * 1024  # the Messages API's own limit
     assert config["tls_interception"]["enabled"] is True
     assert config["tls_interception"]["ca_key"] == egress.CA_KEY_PATH
     assert "internal" not in config  # pipelock's default SSRF ranges stay in force
@@ -54,6 +58,8 @@ def test_egress_ca_is_a_fresh_ecdsa_p256_ca() -> None:
     key = load_pem_private_key(first.key_pem, password=None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     assert isinstance(key.curve, ec.SECP256R1)
+    # pipelock reads the key with Go's x509.ParseECPrivateKey: SEC1 only, PKCS#8 refused.
+    assert first.key_pem.startswith(b"-----BEGIN EC PRIVATE KEY-----\n")
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
     assert "t-abcde" in cert.subject.rfc4514_string()
 

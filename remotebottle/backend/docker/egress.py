@@ -36,6 +36,9 @@ CA_KEY_PATH = f"{CONFIG_DIR}/egress/ca-key.pem"
 MAX_TUNNEL_SECONDS = 24 * 3600
 IDLE_TUNNEL_SECONDS = 900
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
+# Bodies are scanned whole and refused above this (pipelock's default, 5 MB, is below a long
+# Claude Code conversation with images); the Messages API itself accepts up to 32 MB.
+MAX_REQUEST_BODY_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -82,9 +85,11 @@ def make_ca(identity: str, days: int = 7) -> EgressCA:
     )
     return EgressCA(
         cert_pem=cert.public_bytes(serialization.Encoding.PEM),
+        # SEC1 ("EC PRIVATE KEY"): pipelock reads the CA key with Go's ParseECPrivateKey,
+        # which refuses PKCS#8.
         key_pem=key.private_bytes(
             serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
+            serialization.PrivateFormat.TraditionalOpenSSL,
             serialization.NoEncryption(),
         ),
     )
@@ -112,10 +117,14 @@ def pipelock_config(allowlist: list[str], trusted: list[str] | tuple[str, ...] =
         "request_body_scanning": {
             "enabled": True,
             "action": "block",
+            "max_body_bytes": MAX_REQUEST_BODY_BYTES,
             "scan_headers": True,
             "header_mode": "sensitive",
         },
         "dlp": {"include_defaults": True},
+        # Runs of 12+ common English words pass for BIP-39 seed phrases: Claude Code's own
+        # request bodies trip it, which would refuse every turn of the agent.
+        "seed_phrase_detection": {"enabled": False},
         "response_scanning": {
             "enabled": True,
             "action": "warn",
