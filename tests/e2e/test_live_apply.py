@@ -2,8 +2,8 @@
 
 The test plays the operator through `EngineSources`, the same code path the dashboard
 uses (`decide` applies the change, records the audit entry, answers the agent).
-Egress changes need pipelock, which this machine cannot have; credential routes are
-applied live and checked end to end against the fake Messages API.
+Egress changes are applied to a running pipelock (its config rewritten in the vault,
+then SIGHUP); credential routes are checked end to end against the fake Messages API.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 import io
 import secrets
 import tarfile
+import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import docker
 import pytest
@@ -216,6 +218,64 @@ def test_on_a_vm_an_approved_route_applies_through_the_tunnel_and_its_secret_sta
     [entry] = audit.read(plan.spec.identity)
     assert entry["host"] == "vm" and entry["decision"] == "approved"
     assert grep_vm_disk(vm, token) == "", "the approved secret is on the VM's disk"
+
+
+def test_an_approved_egress_host_is_reachable_at_once_and_the_proxy_is_not_restarted(
+    docker_client: docker.DockerClient,
+    pipelock_image: str,
+    agent_image: str,
+    fake_api: Callable[..., FakeApi],
+) -> None:
+    api = fake_api()
+    spec = BottleSpec(
+        identity=f"egress-{secrets.token_hex(3)[:5]}",
+        agent="egress",
+        bottle="supervised",
+        command=Command(mode="exec", argv=("sleep", "600")),
+    )
+    backend = DockerBottleBackend(docker_client)
+    # fake-api sits on a private address: trusted past SSRF once (and only once) allowed.
+    options = LaunchOptions(tty=False, trusted_hosts=("fake-api",), before_agent_start=api.join)
+    with backend.launch(backend.prepare(spec), options) as made:
+        backend.release(made)
+        agent = Agent(docker_client, spec.identity, made.agent_container)
+        try:
+            proxy = egress_proxy(docker_client, spec.identity)
+            started = proxy.attrs["State"]["StartedAt"]
+            url = f"{FAKE_API_URL}/v1/models"
+            assert agent.run(f"{CURL} {url}")[1] == "403", "not on the allowlist yet"
+
+            filed = agent.start(f"{PROPOSE} egress fake-api --reason 'the test API'")
+            [proposal] = wait_pending(docker_client, spec.identity)
+            source = EngineSources(engines={"local": docker_client})
+            assert "fake-api" not in (source.allowlist(spec.identity, "local") or [])
+            source.decide(proposal, Decision(approve=True))
+            assert filed.result(timeout=30)[0] == 0
+
+            assert "fake-api" in (source.allowlist(spec.identity, "local") or [])
+            assert until_status(agent, f"{CURL} {url}", "200"), "the approved host stays refused"
+            proxy.reload()
+            assert proxy.attrs["State"]["StartedAt"] == started, "the proxy was restarted"
+            [entry] = audit.read(spec.identity)
+            assert entry["kind"] == "egress" and entry["decision"] == "approved"
+        finally:
+            agent.close()
+
+
+def egress_proxy(client: docker.DockerClient, identity: str) -> Any:
+    labels = [f"io.remotebottle.identity={identity}", "io.remotebottle.role=egress"]
+    [proxy] = client.containers.list(filters={"label": labels})
+    return proxy
+
+
+def until_status(agent: Agent, command: str, status: str, timeout: float = 15) -> bool:
+    """The proxy reloads on SIGHUP in the background: retry briefly."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if agent.run(command)[1] == status:
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def test_egress_for_a_bottle_without_an_egress_proxy_is_a_clear_error_and_stays_pending(

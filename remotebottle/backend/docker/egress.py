@@ -100,14 +100,15 @@ def pipelock_config(allowlist: list[str], trusted: list[str] | tuple[str, ...] =
 
     Args:
         allowlist: the effective allowlist (defaults plus the bottle's hosts).
-        trusted: allowlisted hosts that may resolve to private addresses; empty in
-            production, set by the demo and the tests for upstreams they start.
+        trusted: hosts that may resolve to private addresses once they are allowed (strict
+            mode refuses a host off the allowlist whatever this says); empty in production,
+            set by the demo and the tests for upstreams they start.
     """
     config = {
         "version": 1,
         "mode": "strict",
         "api_allowlist": list(allowlist),
-        "trusted_domains": [h for h in trusted if h in allowlist],
+        "trusted_domains": list(trusted),
         "fetch_proxy": {"listen": f"0.0.0.0:{PROXY_PORT}", "timeout_seconds": 60},
         "forward_proxy": {
             "enabled": True,
