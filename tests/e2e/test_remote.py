@@ -200,6 +200,57 @@ def test_claude_code_completes_a_print_turn_on_the_vm(
     assert tunnel_dir is not None and not tunnel_dir.exists()
 
 
+EGRESS_PROBES = f"""
+claude -p hello
+curl="curl -s -m 10 -o /dev/null -w %{{http_code}}"
+echo "other-host $($curl http://example.com/)"
+echo "metadata $($curl http://169.254.169.254/latest/meta-data/)"
+echo "around-the-proxy $($curl --noproxy '*' {FAKE_API_URL}/v1/models)"
+"""
+
+
+def test_on_the_vm_the_egress_proxy_still_decides_what_leaves(
+    vm: FakeVm, docker_client: docker.DockerClient, agent_image: str, pipelock_image: str
+) -> None:
+    """The same bottle with its egress proxy, shipped to the VM: Claude Code's turn goes
+    through pipelock to the allowlisted API; other hosts, the metadata address and a
+    connection around the proxy are refused."""
+    with open_engine(target(vm), progress=lambda _m: None, consent=lambda _q: False) as engine:
+        spec = BottleSpec(
+            identity=f"remote-{secrets.token_hex(3)[:5]}",
+            agent="remote",
+            bottle="filtered",
+            command=Command(mode="exec", argv=("sh", "-c", EGRESS_PROBES)),
+            egress_allowlist=("fake-api",),
+            env={
+                "ANTHROPIC_BASE_URL": Secretish("literal", SecretStr(FAKE_API_URL)),
+                "ANTHROPIC_API_KEY": Secretish("env", SecretStr("sk-e2e-remote-0123456789")),
+            },
+        )
+        backend = DockerBottleBackend(engine.client)
+        plan = backend.prepare(spec)
+        assert pipelock_image in place_images(engine, plan, progress=lambda _m: None)
+        api = FakeApi(engine.client, agent_image, "Through pipelock on a fake VM.")
+        options = LaunchOptions(tty=False, trusted_hosts=("fake-api",), before_agent_start=api.join)
+        out, err = io.BytesIO(), io.BytesIO()
+        try:
+            with backend.launch(plan, options) as bottle:
+                code = stream_output(
+                    engine.client,
+                    bottle.agent_container,
+                    stdout=out,
+                    stderr=err,
+                    on_attached=lambda: backend.release(bottle),
+                )
+            assert any(r["path"].startswith("/v1/messages") for r in api.requests())
+        finally:
+            api.remove()
+    lines = out.getvalue().decode().splitlines()
+    assert code == 0, err.getvalue().decode()
+    assert lines[0] == "Through pipelock on a fake VM.", lines
+    assert lines[1:] == ["other-host 403", "metadata 403", "around-the-proxy 000"]
+
+
 def test_a_bare_vm_gets_docker_then_runs_the_bottle(
     docker_client: docker.DockerClient,
     agent_image: str,
