@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
-from remotebottle.backend.spec import BottleSpec, Command, Secretish
+from remotebottle.backend.spec import BottlePlan, BottleSpec, Command, Secretish
 from remotebottle.hosts.engine import open_engine
 from remotebottle.remote_images import place_images
 from remotebottle.session import stream_output
@@ -161,6 +161,22 @@ def wait_for_agent(vm: FakeVm, proc: subprocess.Popen[str], timeout: float = 300
     raise AssertionError("the bottle never started on the VM")
 
 
+def run_to_end(
+    backend: DockerBottleBackend, plan: BottlePlan, options: LaunchOptions
+) -> tuple[int, io.BytesIO, io.BytesIO]:
+    """Launch `plan`, stream its output to the end: (exit code, stdout, stderr)."""
+    out, err = io.BytesIO(), io.BytesIO()
+    with backend.launch(plan, options) as bottle:
+        code = stream_output(
+            backend.client,
+            bottle.agent_container,
+            stdout=out,
+            stderr=err,
+            on_attached=lambda: backend.release(bottle),
+        )
+    return code, out, err
+
+
 def test_claude_code_completes_a_print_turn_on_the_vm(
     vm: FakeVm, docker_client: docker.DockerClient, agent_image: str
 ) -> None:
@@ -181,16 +197,8 @@ def test_claude_code_completes_a_print_turn_on_the_vm(
         place_images(engine, plan, progress=lambda _m: None)
         api = FakeApi(engine.client, agent_image, "Hello from a fake VM.")
         try:
-            out, err = io.BytesIO(), io.BytesIO()
             options = LaunchOptions(tty=False, before_agent_start=api.join)
-            with backend.launch(plan, options) as bottle:
-                code = stream_output(
-                    engine.client,
-                    bottle.agent_container,
-                    stdout=out,
-                    stderr=err,
-                    on_attached=lambda: backend.release(bottle),
-                )
+            code, out, err = run_to_end(backend, plan, options)
             assert code == 0, err.getvalue().decode()
             assert "Hello from a fake VM." in out.getvalue().decode()
             assert any(r["path"].startswith("/v1/messages") for r in api.requests())
@@ -232,16 +240,8 @@ def test_on_the_vm_the_egress_proxy_still_decides_what_leaves(
         assert pipelock_image in place_images(engine, plan, progress=lambda _m: None)
         api = FakeApi(engine.client, agent_image, "Through pipelock on a fake VM.")
         options = LaunchOptions(tty=False, trusted_hosts=("fake-api",), before_agent_start=api.join)
-        out, err = io.BytesIO(), io.BytesIO()
         try:
-            with backend.launch(plan, options) as bottle:
-                code = stream_output(
-                    engine.client,
-                    bottle.agent_container,
-                    stdout=out,
-                    stderr=err,
-                    on_attached=lambda: backend.release(bottle),
-                )
+            code, out, err = run_to_end(backend, plan, options)
             assert any(r["path"].startswith("/v1/messages") for r in api.requests())
         finally:
             api.remove()
