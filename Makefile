@@ -9,7 +9,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Default: this machine's own trust bundle, where it has one.
 export REMOTEBOTTLE_EXTRA_CA_CERTS ?= $(wildcard /etc/ssl/certs/ca-certificates.crt)
 
-.PHONY: install setup lint typecheck pytest test demo clean
+.PHONY: install setup pipelock-image lint typecheck pytest test demo clean
 
 $(BIN)/rbottle: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -22,6 +22,11 @@ install: $(BIN)/rbottle
 # Debian packages, a running dockerd, and the pinned images seeded without a registry.
 setup:
 	$(SUDO) bash tests/harness/setup.sh
+
+# The pinned egress proxy image: pulled, or built with Go from pipelock's release source
+# (PIPELOCK_SRC=path/to/pipelock-2.3.0.tar.gz, checked against the pinned sha256).
+pipelock-image:
+	$(SUDO) env $(if $(PIPELOCK_SRC),RB_HARNESS_PIPELOCK_SRC=$(abspath $(PIPELOCK_SRC))) bash tests/harness/pipelock-image.sh
 
 lint: install
 	$(BIN)/ruff check .

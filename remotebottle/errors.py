@@ -63,3 +63,7 @@ class NotAvailableYet(RemoteBottleError):
     """A subcommand whose implementation has not landed yet."""
 
     exit_code = 3
+
+
+class TranscriptError(BottleError):
+    """A transcript snapshot is too large, unreadable, or could not be saved or restored."""

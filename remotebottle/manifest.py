@@ -27,17 +27,17 @@ from pydantic import (
     model_validator,
 )
 
+from remotebottle import hostnames
 from remotebottle.errors import ManifestError
 
 MANIFEST_NAME = "claude-bottle.json"
 PROVIDERS = ("local", "ssh", "ec2", "fly")
 SCHEMA_HINT = "run `rbottle schema` for the full schema, or see docs/manifest.md"
 
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_HEADER_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
-_HOST_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-_HOSTNAME_RE = re.compile(rf"^(\*\.)?{_HOST_LABEL}(\.{_HOST_LABEL})*$")
+# Matched whole (`fullmatch`): `$` would let a trailing newline through.
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HEADER_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
 
 # Set by the bottle itself; a manifest that set them would undo the isolation.
 RESERVED_ENV = frozenset(
@@ -56,7 +56,7 @@ RESERVED_ENV = frozenset(
 
 
 def _check_name(value: str) -> str:
-    if not _NAME_RE.match(value):
+    if not _NAME_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid name: use 1-40 lowercase letters, digits, '-' or '_'"
         )
@@ -64,17 +64,22 @@ def _check_name(value: str) -> str:
 
 
 def _check_hostname(value: str) -> str:
-    host = value.strip().lower().rstrip(".")
-    if not _HOSTNAME_RE.match(host):
-        raise ValueError(
-            f"{value!r} is not a host name: expected e.g. 'pypi.org' or '*.githubusercontent.com'"
-            " (no scheme, port or path)"
-        )
-    return host
+    try:
+        return hostnames.check_host(value, by_agent=False, addresses=True)
+    except hostnames.Refused as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _check_upstream(value: HttpUrl) -> HttpUrl:
+    try:
+        hostnames.check_upstream(str(value), by_agent=False)
+    except hostnames.Refused as exc:
+        raise ValueError(str(exc)) from None
+    return value
 
 
 def _check_env_name(value: str) -> str:
-    if not _ENV_NAME_RE.match(value):
+    if not _ENV_NAME_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid environment variable name")
     if value in RESERVED_ENV:
         raise ValueError(f"{value} is set by the bottle itself and cannot be overridden")
@@ -82,7 +87,7 @@ def _check_env_name(value: str) -> str:
 
 
 def _check_header(value: str) -> str:
-    if not _HEADER_RE.match(value):
+    if not _HEADER_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a valid HTTP header name")
     return value
 
@@ -99,6 +104,7 @@ Hostname = Annotated[str, AfterValidator(_check_hostname)]
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
 HeaderName = Annotated[str, AfterValidator(_check_header)]
 IpAddress = Annotated[str, AfterValidator(_check_ip)]
+Upstream = Annotated[HttpUrl, AfterValidator(_check_upstream)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -143,6 +149,22 @@ class GitRemote(_Model):
         description="The upstream's SSH host key, e.g. 'ssh-ed25519 AAAA...'. Always pinned.",
     )
     extra_hosts: dict[Hostname, IpAddress] = Field(default_factory=dict, alias="ExtraHosts")
+    allow_force_push: bool = Field(
+        default=False,
+        alias="AllowForcePush",
+        description="Let the gate forward non-fast-forward updates and moved tags.",
+    )
+    allow_deletes: bool = Field(
+        default=False,
+        alias="AllowDeletes",
+        description="Let the gate forward ref deletions (branches, tags).",
+    )
+    allow_ci_changes: bool = Field(
+        default=False,
+        alias="AllowCIChanges",
+        description="Let the gate forward commits that change CI definitions"
+        " (.github/workflows/, .gitlab-ci.yml, Jenkinsfile, ...).",
+    )
 
     @model_validator(mode="after")
     def _key_shape(self) -> GitRemote:
@@ -162,11 +184,27 @@ class Route(_Model):
         default=None,
         description="'anthropic-base-url' points Claude Code's ANTHROPIC_BASE_URL at this route.",
     )
-    upstream: HttpUrl
+    upstream: Upstream = Field(
+        description="https:// base URL of the API (a host name, not an IP address)."
+    )
     inject: dict[HeaderName, str] = Field(
         default_factory=dict,
         description="Header values: literal, '?prompt text', or containing '${HOST_VAR}'.",
     )
+    grants: list[Literal["web_search", "web_fetch", "code_execution", "mcp_servers"]] = Field(
+        default_factory=list,
+        description=(
+            "For the 'anthropic-base-url' route only: server-side tools and connectors the"
+            " agent may ask the Messages API to use (each lets the API reach out on the"
+            " agent's behalf). Without a grant they are refused."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _grants_need_the_role(self) -> Route:
+        if self.grants and self.role != "anthropic-base-url":
+            raise ValueError("grants apply to the 'anthropic-base-url' route only")
+        return self
 
 
 class CredProxy(_Model):
@@ -439,6 +477,8 @@ def _describe(err: Any) -> str:
 def _json_path(loc: list[str | int]) -> str:
     path = ""
     for part in loc:
+        if isinstance(part, str) and not part.isprintable():
+            part = part.encode("unicode_escape").decode("ascii")  # one line, whatever the key
         path += f"[{part}]" if isinstance(part, int) else f".{part}"
     return path.lstrip(".") or "(top level)"
 

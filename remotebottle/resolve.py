@@ -87,6 +87,9 @@ def build_spec(
                 known_host_key=g.known_host_key,
                 identity_file=Path(g.identity_file).expanduser() if g.identity_file else None,
                 extra_hosts=dict(g.extra_hosts),
+                allow_force_push=g.allow_force_push,
+                allow_deletes=g.allow_deletes,
+                allow_ci_changes=g.allow_ci_changes,
             )
             for g in bottle.git
         ),
@@ -95,6 +98,7 @@ def build_spec(
                 name=r.name,
                 upstream=str(r.upstream),
                 role=r.role,
+                grants=tuple(r.grants),
                 inject={
                     header: value(raw, f"{bottle_path}.cred_proxy.routes[{i}].inject.{header}")
                     for header, raw in r.inject.items()

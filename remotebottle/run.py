@@ -19,6 +19,7 @@ from remotebottle import state
 from remotebottle.backend.base import Bottle, BottleInfo, CleanupPlan
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.docker.labels import IDENTITY, ROLE, ROLE_AGENT
+from remotebottle.backend.docker.refusals import refusals
 from remotebottle.backend.spec import BottlePlan
 from remotebottle.errors import BottleError
 from remotebottle.hosts import session_vm
@@ -30,7 +31,7 @@ from remotebottle.manifest import Manifest, default_paths, load
 from remotebottle.remote_images import place_images
 from remotebottle.resolve import build_spec
 from remotebottle.session import SessionEnd, attach_tty, stream_output
-from remotebottle.supervise import capability
+from remotebottle.supervise import audit, capability
 from remotebottle.transport.ship import ShipProgress
 from remotebottle.values import Prompter, ask_no_echo
 
@@ -64,12 +65,13 @@ def start(
     consent: Consent = _refuse,
     prompter: Prompter = ask_no_echo,
     manifest_file: Path | None = None,
-    transcript: bytes | None = None,
+    transcript: Path | None = None,
     on_ship: Callable[[ShipProgress], None] | None = None,
 ) -> Outcome:
     """Resolve secrets, launch the previewed plan, stream the session, end it cleanly.
 
-    `consent` is asked before changing a host (installing Docker on it).
+    `consent` is asked before changing a host (installing Docker on it). `transcript` is a
+    tar of ~/.claude/projects to restore (resume: see `memory.staged`).
     """
     spec = build_spec(
         manifest,
@@ -148,13 +150,19 @@ def _session(
 
 
 def _save(backend: DockerBottleBackend, container_id: str, meta: state.Metadata) -> None:
-    """Keep the transcript and mark the session ended, before the bottle goes."""
-    snapshot = backend.snapshot_transcript(container_id)
-    if snapshot:
-        directory = state.transcript_dir(meta.identity)
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (directory / "projects.tar").write_bytes(snapshot)
-    state.write_metadata(replace(meta, ended_at=state.now()))
+    """Keep the transcript and what the proxies refused, and mark the session ended,
+    before the bottle goes."""
+    try:
+        audit.record_refusals(meta.identity, refusals(backend.client, meta.identity))
+        save_transcript(backend, container_id, meta.identity)
+    finally:
+        state.write_metadata(replace(meta, ended_at=state.now()))
+
+
+def save_transcript(backend: DockerBottleBackend, container_id: str, identity: str) -> None:
+    """Snapshot the agent's ~/.claude/projects into `state/<identity>/` for `resume`."""
+    state.transcript_dir(identity).mkdir(parents=True, exist_ok=True, mode=0o700)
+    backend.save_transcript(container_id, state.snapshot_file(identity))
 
 
 def attach(identity: str, *, progress: Progress, consent: Consent = _refuse) -> Outcome:
@@ -180,9 +188,11 @@ def attach(identity: str, *, progress: Progress, consent: Consent = _refuse) -> 
         container = containers[0]
         end = attach_tty(client, str(container.id), redraw=True)
         if not end.detached:
-            if _has_state(identity):
-                _save(backend, str(container.id), state.read_metadata(identity))
-            backend.teardown(identity)
+            try:
+                if _has_state(identity):
+                    _save(backend, str(container.id), state.read_metadata(identity))
+            finally:
+                backend.teardown(identity)
     return Outcome(identity, end.exit_code, end.detached)
 
 
@@ -205,9 +215,10 @@ def _has_state(identity: str) -> bool:
     return (state.state_dir(identity) / "metadata.json").is_file()
 
 
-def saved_transcript(identity: str) -> bytes | None:
-    path = state.transcript_dir(identity) / "projects.tar"
-    return path.read_bytes() if path.is_file() else None
+def saved_transcript(identity: str) -> Path | None:
+    """The whole snapshot the last session left; `memory.staged` splits it for a resume."""
+    path = state.snapshot_file(identity)
+    return path if path.is_file() else None
 
 
 @dataclass(frozen=True)

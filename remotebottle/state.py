@@ -19,7 +19,7 @@ from pathlib import Path
 from remotebottle.errors import BottleError
 
 _ALPHABET = string.digits + string.ascii_lowercase
-IDENTITY_RE = re.compile(r"^(?P<agent>[a-z0-9][a-z0-9_-]{0,39})-(?P<suffix>[0-9a-z]{5})$")
+IDENTITY_RE = re.compile(r"(?P<agent>[a-z0-9][a-z0-9_-]{0,39})-(?P<suffix>[0-9a-z]{5})")
 
 
 def mint_identity(agent: str) -> str:
@@ -34,7 +34,7 @@ def parse_identity(identity: str) -> tuple[str, str]:
     Raises:
         BottleError: it is not of the form `<agent>-<5 base36 chars>`.
     """
-    match = IDENTITY_RE.match(identity)
+    match = IDENTITY_RE.fullmatch(identity)
     if not match:
         raise BottleError(
             f"{identity!r} is not a bottle identity"
@@ -110,11 +110,21 @@ def transcript_dir(identity: str) -> Path:
     return state_dir(identity) / "transcript"
 
 
+def snapshot_file(identity: str) -> Path:
+    """The tar of ~/.claude/projects saved at the end of the last session."""
+    return transcript_dir(identity) / "projects.tar"
+
+
+def approved_memory_file(identity: str) -> Path:
+    """The memory files the operator last approved for a resume, as a tar."""
+    return transcript_dir(identity) / "memory-approved.tar"
+
+
 def known_identities() -> list[str]:
     root = home() / "state"
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if IDENTITY_RE.match(p.name))
+    return sorted(p.name for p in root.iterdir() if IDENTITY_RE.fullmatch(p.name))
 
 
 def live_sessions() -> dict[str, list[str]]:

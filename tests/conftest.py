@@ -1,9 +1,14 @@
-"""Shared fixtures: isolated HOME/state for every test, and manifest writing helpers."""
+"""Shared fixtures: isolated HOME/state for every test, and manifest writing helpers.
+
+Under CI (CI=true) a skipped test is a failed one: every real part must be present. The
+only exception is a test marked ``live_cloud`` (opt-in, it creates billable VMs).
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +57,22 @@ FULL_MANIFEST: dict[str, Any] = {
 }
 
 SECRET = "sk-test-very-secret-0123456789"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if not (report.skipped and os.environ.get("CI")) or item.get_closest_marker("live_cloud"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = (
+        f"skipped under CI=true, which is a failure (only tests marked live_cloud may skip):"
+        f" {reason}"
+    )
 
 
 @pytest.fixture(autouse=True)

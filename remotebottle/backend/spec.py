@@ -33,6 +33,10 @@ class GitRemoteSpec:
     known_host_key: str
     identity_file: Path | None = None
     extra_hosts: dict[str, str] = field(default_factory=dict)
+    # What the gate forwards beyond fast-forwards of commits without CI changes.
+    allow_force_push: bool = False
+    allow_deletes: bool = False
+    allow_ci_changes: bool = False
 
     @property
     def url_prefix(self) -> str:
@@ -45,6 +49,9 @@ class RouteSpec:
     upstream: str
     role: str | None = None
     inject: dict[str, Secretish] = field(default_factory=dict)
+    # What the manifest lets an `anthropic-base-url` route pass beyond Claude Code's own
+    # requests: server-side tools and connectors by name (see docs/credentials.md).
+    grants: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,9 @@ class BottlePlan:
                     "port": g.port,
                     "identity_file": str(g.identity_file) if g.identity_file else None,
                     "extra_hosts": dict(g.extra_hosts),
+                    "allow_force_push": g.allow_force_push,
+                    "allow_deletes": g.allow_deletes,
+                    "allow_ci_changes": g.allow_ci_changes,
                 }
                 for g in spec.git
             ],
@@ -151,6 +161,7 @@ class BottlePlan:
                     "upstream": r.upstream,
                     "role": r.role,
                     "inject": {h: v.source for h, v in r.inject.items()},
+                    "grants": list(r.grants),
                 }
                 for r in spec.routes
             ],

@@ -42,7 +42,7 @@ def confirm(question: str) -> bool:
     """A y/N question; no terminal means no."""
     if not sys.stdin.isatty():
         return False
-    err.print(f"{_escape(question)} [y/N] ", end="")
+    err.print(f"{question} [y/N] ", end="", markup=False)
     try:
         answer = input()
     except EOFError:

@@ -15,9 +15,12 @@ from remotebottle.demo import run_demo
 DESCRIPTION = """\
 Start a real bottle on the local engine and probe it from inside, printing
 pass/fail: an allowlisted request passes, a host off the allowlist is refused,
-a request body carrying a fake credential is blocked by DLP, the cloud metadata
-address is refused, a direct connection without the proxy has no route, and a
-git push carrying a fake credential is refused by the git gate.
+a request body carrying a fake credential is blocked by DLP, a secret granted
+to the bottle is refused in a body and in a header even to the allowed host,
+the credential route refuses to have the API fetch data out for the agent, the
+cloud metadata address is refused, a direct connection without the proxy
+has no route, and a git push carrying a fake credential is refused by the git
+gate.
 
 Needs no credentials and no internet: the allowlisted upstream and the git
 server are small servers the demo starts itself. Everything is removed at the end. Exits 1 if

@@ -3,6 +3,10 @@
 The app talks only to a `ProposalSource`. Calls to it (which may cross SSH) run
 in worker threads so the screen stays live; every failure lands in the status
 line and the log, and a proposal whose answer failed stays pending.
+
+An answer goes to the proposal the operator chose (`ProposalTable.chosen`), never to
+whichever row a refresh left under the cursor, and an approval is confirmed in a
+dialog that names the proposal.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from rich.text import Text
 from textual.app import App, ComposeResult, SuspendNotSupported
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import QueryType
 from textual.widgets import DataTable, Footer, Header, Label, Log, Static
 
 from remotebottle.dashboard import edit, render
-from remotebottle.dashboard.screens import ReasonScreen, SecretsScreen
+from remotebottle.dashboard.picker import ProposalTable
+from remotebottle.dashboard.screens import ConfirmScreen, ReasonScreen, SecretsScreen
 from remotebottle.dashboard.sources import BottleRef, Snapshot, take_snapshot
 from remotebottle.errors import RemoteBottleError
 from remotebottle.supervise.model import (
@@ -56,7 +62,8 @@ class DashboardApp(App[None]):
     .dialog { width: 80; height: auto; border: thick $primary; padding: 1 2;
               background: $surface; }
     .dialog Label { width: 100%; }
-    ReasonScreen, SecretsScreen { align: center middle; }
+    .confirm-detail { height: auto; max-height: 24; border: solid $primary; }
+    ReasonScreen, SecretsScreen, ConfirmScreen { align: center middle; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "approve", "approve"),
@@ -84,6 +91,7 @@ class DashboardApp(App[None]):
         self.allowlists: dict[BottleRef, list[str] | None] = {}
         self.status_message = ""
         self._deciding: set[str] = set()
+        self._answered_here: set[str] = set()
         self._unreachable: dict[str, str] = {}
         self._refreshing = False
         self._refresh_again = False
@@ -93,7 +101,7 @@ class DashboardApp(App[None]):
         with Horizontal():
             with Vertical(id="lists"):
                 yield Label("pending proposals (oldest first)", classes="heading")
-                yield DataTable(id="proposals", cursor_type="row", zebra_stripes=True)
+                yield ProposalTable(id="proposals", cursor_type="row", zebra_stripes=True)
                 yield Label("bottles", classes="heading")
                 yield DataTable(id="bottles", cursor_type="row")
             with VerticalScroll(id="detail-pane"):
@@ -111,15 +119,32 @@ class DashboardApp(App[None]):
 
     # -- widgets and selection
 
-    def _table(self) -> DataTable[Text]:
-        return self.query_one("#proposals", DataTable)
+    def _main(self, selector: str, kind: type[QueryType]) -> QueryType:
+        """A widget of the main screen, also while a dialog is on top of it."""
+        return self.screen_stack[0].query_one(selector, kind)
+
+    def _table(self) -> ProposalTable:
+        return self._main("#proposals", ProposalTable)
 
     def _bottle_table(self) -> DataTable[Text]:
-        return self.query_one("#bottles", DataTable)
+        return self._main("#bottles", DataTable)
 
     def selected(self) -> Proposal | None:
-        row = self._table().cursor_row
-        return self.proposals[row] if 0 <= row < len(self.proposals) else None
+        """The proposal the operator chose, while it is pending."""
+        chosen = self._table().chosen
+        return next((p for p in self.proposals if p.id == chosen), None)
+
+    def _lost(self) -> str | None:
+        """Why nothing is selected although the operator had chosen a proposal."""
+        chosen = self._table().chosen
+        if chosen is None or self.selected() is not None:
+            return None
+        if chosen in self._answered_here:
+            return f"{render.clean(chosen)} was answered; move the cursor to choose the next"
+        return (
+            f"{render.clean(chosen)} is no longer pending (withdrawn by the agent, timed out"
+            " or answered elsewhere): move the cursor to choose a proposal"
+        )
 
     def selected_bottle(self) -> BottleRef | None:
         """The bottle under the cursor: in the bottles table, or the selected proposal's."""
@@ -134,10 +159,10 @@ class DashboardApp(App[None]):
         """The status line and the log: where every outcome, good or bad, is shown."""
         message = render.clean(" / ".join(message.splitlines()))
         self.status_message = message
-        status = self.query_one("#status", Static)
+        status = self._main("#status", Static)
         status.update(Text(message))
         status.set_class(error, "error")
-        self.query_one("#log", Log).write_line(("error: " if error else "") + message)
+        self._main("#log", Log).write_line(("error: " if error else "") + message)
 
     # -- refreshing
 
@@ -177,15 +202,16 @@ class DashboardApp(App[None]):
 
     def _show(self, proposals: list[Proposal], bottles: list[BottleRef]) -> None:
         table = self._table()
-        keep = self.selected()
         self.proposals = proposals
         table.clear()
         for proposal in proposals:
             cells = render.row(proposal)
             table.add_row(*(Text(c) for c in cells), key=proposal.id)
         ids = [p.id for p in proposals]
-        if keep is not None and keep.id in ids:
-            table.move_cursor(row=ids.index(keep.id))
+        if table.chosen in ids:
+            table.move_cursor(row=ids.index(table.chosen))
+        elif table.chosen is None and ids:
+            table.chosen = ids[0]  # the first shown: the row under the cursor
         bottle_table = self._bottle_table()
         keep_row = bottle_table.cursor_row
         self.bottles = bottles
@@ -198,16 +224,16 @@ class DashboardApp(App[None]):
 
     def _show_detail(self) -> None:
         proposal = self.selected()
-        pane = self.query_one("#detail", Static)
+        pane = self._main("#detail", Static)
         if proposal is None:
-            pane.update("no pending proposals" if not self.proposals else "")
+            lost = self._lost()
+            pane.update(Text(lost or ("no pending proposals" if not self.proposals else "")))
             return
         allowlist = self.allowlists.get((proposal.identity, proposal.host))
         pane.update(render.detail(proposal, allowlist))
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table.id == "proposals":
-            self._show_detail()
+    def on_proposal_table_chosen(self, _event: ProposalTable.Chosen) -> None:
+        self._show_detail()
 
     # -- answering proposals
 
@@ -217,7 +243,7 @@ class DashboardApp(App[None]):
             return None
         proposal = self.selected()
         if proposal is None:
-            self.say("no proposal selected")
+            self.say(f"nothing done: {self._lost() or 'no proposal selected'}")
             return None
         if proposal.id in self._deciding:
             self.say(f"{proposal.id} is already being answered")
@@ -226,8 +252,19 @@ class DashboardApp(App[None]):
 
     def action_approve(self) -> None:
         proposal = self._actionable()
-        if proposal is not None:
-            self._approve(proposal, None)
+        if proposal is None:
+            return
+
+        def answered(confirmed: bool | None) -> None:
+            if not confirmed:
+                self.say(f"{proposal.id}: not approved (cancelled); it stays pending")
+            elif proposal.id not in {p.id for p in self.proposals}:
+                self.say(f"nothing approved: {proposal.id} is no longer pending", error=True)
+            else:
+                self._approve(proposal, None)
+
+        allowlist = self.allowlists.get((proposal.identity, proposal.host))
+        self.push_screen(ConfirmScreen(proposal, allowlist), answered)
 
     def action_edit(self) -> None:
         if self._bottle_table().has_focus:
@@ -273,7 +310,10 @@ class DashboardApp(App[None]):
             )
             self._decide(proposal, decision)
 
-        route = str(effective.get("name", "?"))
+        route = (
+            f"{render.one_line(effective.get('name', '?'))} ->"
+            f" {render.shown_upstream(effective.get('upstream', '?'))} (proposal {proposal.id})"
+        )
         self.push_screen(SecretsScreen(route, [str(h) for h in headers]), answered)
 
     def _decide(self, proposal: Proposal, decision: Decision) -> None:
@@ -299,6 +339,7 @@ class DashboardApp(App[None]):
             after = "try again" if is_operator_initiated(proposal) else "it stays pending"
             self.say(f"could not {verb} {what}: {failure}; {after}", error=True)
         else:
+            self._answered_here.add(proposal.id)
             done = f"{'approved' if verb == 'approve' else 'rejected'} {what}"
             if verb == "approve" and proposal.kind == "capability":
                 done += f"; the bottle stopped for its rebuild: rbottle resume {proposal.identity}"

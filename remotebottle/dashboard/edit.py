@@ -92,8 +92,8 @@ def check_payload(kind: Kind, payload: dict[str, Any]) -> None:
         _string_list(payload, "hosts", required=True)
     elif kind == "cred-route":
         _string(payload, "name")
-        if not _string(payload, "upstream").startswith(("https://", "http://")):
-            raise EditError('"upstream" must be an http(s) URL')
+        if not _string(payload, "upstream").startswith("https://"):
+            raise EditError('"upstream" must be an https:// URL')
         _string_list(payload, "headers", required=False)
         role = payload.get("role")
         if role is not None and not isinstance(role, str):

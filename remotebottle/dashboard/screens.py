@@ -1,4 +1,5 @@
-"""The dashboard's questions: a rejection reason, and a cred-route's header values."""
+"""The dashboard's questions: approve this proposal?, a rejection reason, and a
+cred-route's header values."""
 
 from __future__ import annotations
 
@@ -6,11 +7,43 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label
+from textual.widgets import Input, Label, Static
 
-from remotebottle.dashboard.render import clean
+from remotebottle.dashboard.render import clean, detail
+from remotebottle.supervise.model import Proposal
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Names the proposal an approval would answer, shows it again, and waits for `y`."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "confirm", "approve"),
+        Binding("n,escape", "cancel", "cancel"),
+    ]
+
+    def __init__(self, proposal: Proposal, allowlist: list[str] | None) -> None:
+        super().__init__()
+        self.proposal = proposal
+        self._allowlist = allowlist
+
+    def compose(self) -> ComposeResult:
+        proposal = self.proposal
+        with Vertical(classes="dialog"):
+            yield Label(
+                f"Approve {proposal.kind} proposal {clean(proposal.id)} from"
+                f" {clean(proposal.identity)} on {clean(proposal.host)}?"
+            )
+            with VerticalScroll(classes="confirm-detail"):
+                yield Static(detail(self.proposal, self._allowlist))
+            yield Label(f"y approves {clean(proposal.id)}; n or escape cancels")
+
+    def action_confirm(self) -> None:
+        self.dismiss(True)
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
 
 
 class ReasonScreen(ModalScreen[str | None]):

@@ -10,7 +10,7 @@ from remotebottle.errors import HostError
 from remotebottle.manifest import Ec2Host, FlyHost, LocalHost, Manifest, SshHost
 
 HostEntry = LocalHost | SshHost | Ec2Host | FlyHost
-_ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_ALIAS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def resolve_host(arg: str | None, manifest: Manifest) -> HostTarget:
             "`--host fly` needs a Fly app",
             hint='add hosts.fly = {"provider": "fly", "app": "<your app>"} to the manifest',
         )
-    if _ALIAS_RE.match(arg):
+    if _ALIAS_RE.fullmatch(arg):
         return HostTarget(arg, SshHost(provider="ssh", address=arg))
     raise HostError(
         f"{arg!r} is not a host: expected a hosts entry, an ~/.ssh/config alias,"

@@ -9,22 +9,17 @@ transcript kept, and the bottle torn down for `rbottle resume` to rebuild it.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 from collections.abc import Callable
-from importlib import resources
 from typing import Any
 
 import docker
-from pydantic import HttpUrl, TypeAdapter, ValidationError
 
 from remotebottle import state
 from remotebottle.backend.docker import credproxy, egress
 from remotebottle.backend.docker.backend import DockerBottleBackend
 from remotebottle.errors import BottleError
-from remotebottle.manifest import HeaderName, Hostname, Name
-from remotebottle.supervise import audit, capability, queue
+from remotebottle.supervise import audit, capability, queue, rules
 from remotebottle.supervise.model import Decision, Proposal, is_operator_initiated
 
 Change = tuple[Any, Any]  # (before, after), with no secret values
@@ -39,7 +34,11 @@ def decide(
     Returns the audit entry. Raises (RemoteBottleError) with the proposal still pending.
     """
     own = is_operator_initiated(proposal)
-    payload = checked(proposal.kind, decision.payload or proposal.payload)
+    payload = proposal.payload  # a rejection applies nothing
+    if decision.approve:
+        # The operator's own words may name what an agent's may not (mixed scripts, ...).
+        by_operator = own or decision.payload is not None
+        payload = rules.check(proposal.kind, decision.payload or payload, operator=by_operator)
     if not own and proposal.id not in {p.id for p in queue.pending(client, proposal.identity)}:
         raise BottleError(
             f"proposal {proposal.id} is no longer pending (answered, timed out or withdrawn)"
@@ -66,27 +65,6 @@ def decide(
     return entry
 
 
-def checked(kind: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """`payload` (perhaps edited by the operator) by the very rules the supervisor files
-    proposals by, so that what is applied is what the agent is told."""
-    try:
-        return dict(_supervisor_rules().VALIDATORS[kind](dict(payload)))
-    except ValueError as exc:
-        raise BottleError(f"{kind} proposal: {exc}") from None
-
-
-@functools.cache
-def _supervisor_rules() -> Any:
-    """The supervisor's script (stdlib only), loaded as a module for its validators."""
-    source = resources.files("remotebottle").joinpath("resources/supervisor/supervisor.py")
-    with resources.as_file(source) as path:
-        spec = importlib.util.spec_from_file_location("rbottle_supervisor_rules", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return module
-
-
 def _refuse_replacing(client: docker.DockerClient, identity: str, payload: dict[str, Any]) -> None:
     """An agent may add a route, not redirect one it already has (the operator may)."""
     names = {r["name"] for r in credproxy.current_table(client, identity)}
@@ -100,10 +78,7 @@ def _refuse_replacing(client: docker.DockerClient, identity: str, payload: dict[
 def _egress(
     client: docker.DockerClient, identity: str, payload: dict[str, Any], _d: Decision
 ) -> Change:
-    try:
-        hosts = TypeAdapter(list[Hostname]).validate_python(payload.get("hosts"))
-    except ValidationError as exc:
-        raise BottleError(f"egress proposal: {_first(exc)}") from None
+    hosts = payload["hosts"]
     before = egress.current_allowlist(client, identity)
     after = sorted(set(before) | set(hosts))
     egress.reload_allowlist(client, identity, after)
@@ -113,12 +88,7 @@ def _egress(
 def _cred_route(
     client: docker.DockerClient, identity: str, payload: dict[str, Any], decision: Decision
 ) -> Change:
-    try:
-        name = TypeAdapter(Name).validate_python(payload.get("name"))
-        upstream = str(TypeAdapter(HttpUrl).validate_python(payload.get("upstream")))
-        headers = TypeAdapter(list[HeaderName]).validate_python(payload.get("headers", []))
-    except ValidationError as exc:
-        raise BottleError(f"cred-route proposal: {_first(exc)}") from None
+    name, upstream, headers = payload["name"], payload["upstream"], payload["headers"]
     missing = [h for h in headers if not decision.secrets.get(h)]
     if missing:
         raise BottleError(
@@ -162,11 +132,6 @@ def _shown(route: dict[str, Any]) -> dict[str, Any]:
     """A route as the audit log keeps it: header names, never their values."""
     headers = sorted(route["inject"])
     return {"name": route["name"], "upstream": route["upstream"], "headers": headers}
-
-
-def _first(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    return str(error.get("msg", exc))
 
 
 _APPLY: dict[str, Callable[[docker.DockerClient, str, dict[str, Any], Decision], Change]] = {

@@ -45,12 +45,24 @@ def record(
         "before": before,
         "after": after,
     }
-    path = log_path(proposal.identity)
+    _append(proposal.identity, [entry])
+    return entry
+
+
+def record_refusals(identity: str, refusals: list[dict[str, str]]) -> None:
+    """Append what the bottle's proxies refused during its session (see
+    `backend.docker.refusals`), one entry each, with kind "refused"."""
+    _append(identity, [{"identity": identity, "kind": "refused", **r} for r in refusals])
+
+
+def _append(identity: str, entries: list[dict[str, Any]]) -> None:
+    if not entries:
+        return
+    path = log_path(identity)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     with os.fdopen(fd, "a") as out:
-        out.write(json.dumps(entry, sort_keys=True) + "\n")
-    return entry
+        out.writelines(json.dumps(entry, sort_keys=True) + "\n" for entry in entries)
 
 
 def read(identity: str) -> list[dict[str, Any]]:

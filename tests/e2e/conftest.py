@@ -7,6 +7,7 @@ Every test here must leave nothing labelled as ours behind; the autouse
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import json
 import os
@@ -25,9 +26,12 @@ import pytest
 
 from remotebottle import pins
 from remotebottle.backend.docker import labels as L
-from remotebottle.backend.docker.backend import BottleNetworks
+from remotebottle.backend.docker.backend import BottleNetworks, DockerBottleBackend, LaunchOptions
 from remotebottle.backend.docker.images import build_agent_image
-from tests.integration.conftest import docker_client, require, skip_without_pipelock
+from remotebottle.backend.spec import BottlePlan
+from remotebottle.session import stream_output
+from tests.e2e.tls import server_tls
+from tests.integration.conftest import docker_client, require, require_pipelock
 
 __all__ = ["docker_client"]
 
@@ -66,14 +70,21 @@ def owned(client: docker.DockerClient) -> list[str]:
     ]
 
 
+# Two pytest runs on one engine would each see the other's bottles as leaked: e2e tests
+# take this lock, one test at a time across processes.
+E2E_LOCK = Path(os.environ.get("RB_E2E_LOCK", "/tmp/rbottle-e2e.lock"))
+
+
 @pytest.fixture(autouse=True)
 def no_leftovers(docker_client: docker.DockerClient) -> Iterator[None]:
-    before = set(owned(docker_client))
-    yield
-    deadline = time.monotonic() + 10
-    while (leaked := set(owned(docker_client)) - before) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not leaked, f"left behind: {sorted(leaked)}"
+    with E2E_LOCK.open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        before = set(owned(docker_client))
+        yield
+        deadline = time.monotonic() + 10
+        while (leaked := set(owned(docker_client)) - before) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not leaked, f"left behind: {sorted(leaked)}"
 
 
 @pytest.fixture(scope="session")
@@ -84,19 +95,46 @@ def agent_image(docker_client: docker.DockerClient) -> str:
 
 @pytest.fixture(scope="session")
 def pipelock_image(docker_client: docker.DockerClient) -> str:
-    skip_without_pipelock(docker_client)
+    require_pipelock(docker_client)
     return pins.pipelock_image()
+
+
+def run_to_end(
+    backend: DockerBottleBackend, plan: BottlePlan, options: LaunchOptions
+) -> tuple[int, io.BytesIO, io.BytesIO]:
+    """Launch `plan`, stream its output to the end: (exit code, stdout, stderr)."""
+    out, err = io.BytesIO(), io.BytesIO()
+    with backend.launch(plan, options) as bottle:
+        code = stream_output(
+            backend.client,
+            bottle.agent_container,
+            stdout=out,
+            stderr=err,
+            on_attached=lambda: backend.release(bottle),
+        )
+    return code, out, err
 
 
 class FakeApi:
     """The fake Messages API in a container of its own, joined to a bottle's network."""
 
-    def __init__(self, client: docker.DockerClient, image: str, reply: str) -> None:
+    def __init__(
+        self, client: docker.DockerClient, image: str, reply: str, tls: bool = False
+    ) -> None:
+        """With `tls`, it serves HTTPS with a certificate from a fresh CA (`self.tls.ca_pem`)
+        at `self.url`."""
         self.client = client
-        script = (HARNESS / "fake_anthropic" / "server.py").read_bytes()
+        self.tls = server_tls(FAKE_API_ALIAS) if tls else None
+        self.url = f"https://{FAKE_API_ALIAS}:8080" if tls else FAKE_API_URL
+        files = {"server.py": (HARNESS / "fake_anthropic" / "server.py").read_bytes()}
+        tls_args: list[str] = []
+        if self.tls:
+            files |= {"ca.pem": self.tls.ca_pem, "cert.pem": self.tls.cert_pem}
+            files["key.pem"] = self.tls.key_pem
+            tls_args = ["--tls-cert", "/srv/cert.pem", "--tls-key", "/srv/key.pem"]
         self.container = client.containers.create(
             image,
-            ["/srv/server.py", "--port", "8080", "--reply", reply],
+            ["/srv/server.py", "--port", "8080", "--reply", reply, *tls_args],
             entrypoint=["python3"],
             user="1000",
             name=f"rb-test-fakeapi-{secrets.token_hex(3)}",
@@ -105,9 +143,10 @@ class FakeApi:
         )
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w") as tar:
-            info = tarfile.TarInfo("server.py")
-            info.size = len(script)
-            tar.addfile(info, io.BytesIO(script))
+            for name, data in files.items():
+                info = tarfile.TarInfo(name)
+                info.size, info.uid, info.mode = len(data), 1000, 0o600
+                tar.addfile(info, io.BytesIO(data))
         self.container.put_archive("/srv", buffer.getvalue())
 
     def join(self, networks: BottleNetworks) -> None:
@@ -126,7 +165,13 @@ class FakeApi:
         raise AssertionError(f"fake API did not start: {self.container.logs().decode()}")
 
     def requests(self) -> list[dict[str, Any]]:
-        result = self.container.exec_run(["curl", "-s", "http://127.0.0.1:8080/_requests"])
+        # From inside its own container: it may have left the bottle's network already.
+        if self.tls:
+            resolve = ["--cacert", "/srv/ca.pem", "--resolve", f"{FAKE_API_ALIAS}:8080:127.0.0.1"]
+            argv = ["curl", "-s", *resolve, f"{self.url}/_requests"]
+        else:
+            argv = ["curl", "-s", "http://127.0.0.1:8080/_requests"]
+        result = self.container.exec_run(argv)
         return list(json.loads(result.output))
 
     def remove(self) -> None:
@@ -140,8 +185,8 @@ def fake_api(
 ) -> Iterator[Callable[..., FakeApi]]:
     made: list[FakeApi] = []
 
-    def make(reply: str = "Hello from the fake Messages API.") -> FakeApi:
-        api = FakeApi(docker_client, agent_image, reply)
+    def make(reply: str = "Hello from the fake Messages API.", tls: bool = False) -> FakeApi:
+        api = FakeApi(docker_client, agent_image, reply, tls)
         made.append(api)
         return api
 
@@ -150,4 +195,4 @@ def fake_api(
         api.remove()
 
 
-__all__ += ["FAKE_API_URL", "FakeApi", "require"]
+__all__ += ["FAKE_API_URL", "FakeApi", "require", "run_to_end"]

@@ -73,7 +73,9 @@ class Upstream:
     key_path: Path
     host_key: str
 
-    def spec(self) -> GitRemoteSpec:
+    def spec(self, **allow: bool) -> GitRemoteSpec:
+        """This upstream as a bottle's git remote; `allow` sets its push policy
+        (`allow_force_push`, `allow_deletes`, `allow_ci_changes`)."""
         return GitRemoteSpec(
             host=UPSTREAM_HOST,
             user=USER,
@@ -81,6 +83,7 @@ class Upstream:
             known_host_key=self.host_key,
             identity_file=self.key_path,
             extra_hosts={UPSTREAM_HOST: self.address},
+            **allow,
         )
 
     def manifest_entry(self) -> dict[str, Any]:

@@ -158,7 +158,7 @@ def test_gvisor_is_used_when_the_engine_has_it(
 
 
 def test_transcript_is_snapshotted_and_restored(
-    docker_client: docker.DockerClient, agent_image: str
+    docker_client: docker.DockerClient, agent_image: str, tmp_path: Path
 ) -> None:
     writer = spec_for(
         Command(
@@ -182,8 +182,8 @@ def test_transcript_is_snapshotted_and_restored(
             )
             == 0
         )
-        snapshot = backend.snapshot_transcript(bottle.agent_container)
-    assert snapshot
+        snapshot = tmp_path / "projects.tar"
+        assert backend.save_transcript(bottle.agent_container, snapshot)
     reader = spec_for(Command(mode="exec", argv=("cat", "/home/agent/.claude/projects/p/s.jsonl")))
     code, out, err, _ = run_bottle(
         docker_client, reader, LaunchOptions(tty=False, transcript=snapshot)

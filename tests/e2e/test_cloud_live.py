@@ -19,7 +19,7 @@ from remotebottle.hosts.resolve import HostTarget
 from remotebottle.manifest import Ec2Host, FlyHost
 from tests.e2e.conftest import finish, rbottle
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.live_cloud]
 
 # Taken before the autouse fixture hides the user's cloud credentials from every test.
 REAL_ENV = dict(os.environ)

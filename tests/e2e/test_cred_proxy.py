@@ -234,7 +234,7 @@ def test_cli_start_gives_the_agent_the_route_and_a_placeholder_only(
                             {
                                 "name": "anthropic",
                                 "role": "anthropic-base-url",
-                                "upstream": "http://upstream.invalid",
+                                "upstream": "https://upstream.invalid",
                                 "inject": {"x-api-key": "${RB_ANTHROPIC_KEY}"},
                             }
                         ]

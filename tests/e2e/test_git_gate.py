@@ -1,5 +1,6 @@
 """The git gate: the agent's git reaches its upstream only through the gate, which holds
-the upstream key, mirrors fetches fail-closed and scans pushes with gitleaks.
+the upstream key, mirrors fetches fail-closed, scans every object a push adds with gitleaks
+and refuses force-pushes, deletions and CI changes unless the remote allows them.
 
 The upstream is a real sshd + git server (tests/e2e/gitupstream.py) that only the gate can
 name (ExtraHosts) and only the gate holds a key for.
@@ -95,9 +96,9 @@ def gated_spec(*remotes: GitRemoteSpec, agent: str = "gate") -> BottleSpec:
 
 
 @contextlib.contextmanager
-def gated_bottle(client: docker.DockerClient, upstream: Upstream) -> Iterator[Agent]:
+def gated_bottle(client: docker.DockerClient, upstream: Upstream, **allow: bool) -> Iterator[Agent]:
     backend = DockerBottleBackend(client)
-    plan = backend.prepare(gated_spec(upstream.spec()))
+    plan = backend.prepare(gated_spec(upstream.spec(**allow)))
     with backend.launch(plan, LaunchOptions(tty=False)) as bottle:
         backend.release(bottle)
         yield Agent(client, bottle.agent_container, bottle.identity)
@@ -145,16 +146,23 @@ def test_clone_fetch_and_a_clean_push_go_through_the_gate(
         head = agent.ok("git -C p rev-parse HEAD")
         assert upstream.git("rev-parse", "main") == (0, head)
 
-        # Several refs at once (atomically upstream), then a deletion.
+        # Several refs at once (atomically upstream), and an annotated tag (its message is
+        # scanned too).
+        agent.ok("cd p && git tag -a v2 -m 'release 2' && git push -q origin v2")
         agent.ok("cd p && git push -q origin HEAD:refs/heads/feature HEAD:refs/tags/v1")
-        assert upstream.git("rev-parse", "feature", "v1") == (0, f"{head}\n{head}")
-        agent.ok("cd p && git push -q origin :refs/heads/feature")
-        assert upstream.git("show-ref", "--verify", "refs/heads/feature")[0] != 0
+        assert upstream.git("rev-parse", "feature", "v1", "v2^{commit}") == (
+            0,
+            f"{head}\n{head}\n{head}",
+        )
 
-        # An annotated tag's message is not scanned by gitleaks: such tags are refused.
-        code, out = agent.sh("cd p && git tag -a v2 -m 'release' && git push origin v2 2>&1")
-        assert code != 0 and "annotated tag" in out, out
-        assert upstream.git("show-ref", "--verify", "refs/tags/v2")[0] != 0
+        # Deleting a ref, rewriting history: refused, as the remote does not allow them.
+        code, out = agent.sh("cd p && git push origin :refs/heads/feature 2>&1")
+        assert code != 0 and "does not allow deleting refs (AllowDeletes)" in out, out
+        assert upstream.git("rev-parse", "feature") == (0, head)
+        agent.ok("cd p && git commit -q --amend -m 'big, rewritten'")
+        code, out = agent.sh("cd p && git push --force origin HEAD:main 2>&1")
+        assert code != 0 and "is not a fast-forward" in out, out
+        assert upstream.git("rev-parse", "main") == (0, head)
 
 
 def test_a_push_carrying_an_aws_key_is_refused_and_never_reaches_upstream(
@@ -185,6 +193,82 @@ def test_a_push_carrying_an_aws_key_is_refused_and_never_reaches_upstream(
         agent.ok("cd p && git reset -q --hard origin/main && echo fine > ok.txt && git add ok.txt")
         agent.ok("cd p && git commit -q -m clean && git push -q origin HEAD:main")
         assert upstream.git("rev-parse", "main") == (0, agent.ok("git -C p rev-parse HEAD"))
+
+
+# Ways past a `git log -p` scan. Each runs in a clone reset to upstream's main, with the
+# leaky file at /tmp/credentials, and ends in the push.
+SMUGGLING = {
+    "a tag of the blob": "git tag leak $(git hash-object -w /tmp/credentials)"
+    " && git push origin refs/tags/leak",
+    "a key added only in a merge commit": "git checkout -q -b side && echo s > s.txt"
+    " && git add s.txt && git commit -q -m side && git checkout -q main"
+    " && echo m > m.txt && git add m.txt && git commit -q -m main"
+    " && git merge -q --no-commit side && cp /tmp/credentials credentials"
+    " && git add credentials && git commit -q -m merge && git push origin HEAD:main",
+    "a file with a NUL byte": "printf 'bin\\000ary\\n' > data.bin && cat /tmp/credentials"
+    " >> data.bin && git add data.bin && git commit -q -m data && git push origin HEAD:main",
+    "a path gitleaks allowlists (vendor/)": "mkdir -p vendor/x && cp /tmp/credentials"
+    " vendor/x/keys.go && git add vendor && git commit -q -m vendor"
+    " && git push origin HEAD:main",
+}
+
+
+def test_secrets_smuggled_past_a_history_scan_are_refused_and_never_reach_upstream(
+    docker_client: docker.DockerClient, upstream: Upstream
+) -> None:
+    before = upstream.git("rev-parse", "main")[1]
+    with gated_bottle(docker_client, upstream) as agent:
+        agent.ok(f"git clone -q {upstream.ssh_url} p")
+        text, key_id = leaky_file()
+        agent.ok(f"printf '%s' '{text}' > /tmp/credentials")
+        blob = agent.ok("git hash-object /tmp/credentials")
+        for name, script in SMUGGLING.items():
+            agent.ok("cd p && git checkout -q main && git reset -q --hard origin/main")
+            code, out = agent.sh(f"cd p && {script} 2>&1")
+            assert code != 0, f"{name}: {out}"
+            assert "push refused: gitleaks found" in out and "aws-access-token" in out, name + out
+            assert key_id not in out, f"{name}: the finding must be shown redacted"
+            carriers = {blob, agent.ok("git -C p rev-parse HEAD")} - {before}
+            if name == "a file with a NUL byte":
+                carriers.add(agent.ok("git -C p rev-parse HEAD:data.bin"))
+            for oid in carriers:
+                assert upstream.git("cat-file", "-e", oid)[0] != 0, f"{name}: {oid} got upstream"
+        assert upstream.git("rev-parse", "main") == (0, before)
+        assert upstream.git("show-ref", "--verify", "refs/tags/leak")[0] != 0
+
+        # A change to CI definitions is refused by default too.
+        agent.ok("cd p && git checkout -q main && git reset -q --hard origin/main")
+        agent.ok("cd p && mkdir -p .github/workflows && echo 'on: push' > .github/workflows/x.yml")
+        agent.ok("cd p && git add .github && git commit -q -m ci")
+        code, out = agent.sh("cd p && git push origin HEAD:main 2>&1")
+        assert code != 0 and "changes CI definitions (.github/workflows/x.yml)" in out, out
+        assert "AllowCIChanges" in out, out
+        assert upstream.git("cat-file", "-e", agent.ok("git -C p rev-parse HEAD"))[0] != 0
+        assert upstream.git("rev-parse", "main") == (0, before)
+
+
+def test_a_remote_can_allow_force_pushes_deletions_and_ci_changes(
+    docker_client: docker.DockerClient, upstream: Upstream
+) -> None:
+    allow = {"allow_force_push": True, "allow_deletes": True, "allow_ci_changes": True}
+    with gated_bottle(docker_client, upstream, **allow) as agent:
+        agent.ok(f"git clone -q {upstream.ssh_url} p")
+        agent.ok("cd p && mkdir -p .github/workflows && echo 'on: push' > .github/workflows/x.yml")
+        agent.ok("cd p && git add .github && git commit -q -m ci && git push -q origin HEAD:main")
+        assert upstream.git("rev-parse", "main") == (0, agent.ok("git -C p rev-parse HEAD"))
+
+        agent.ok("cd p && git commit -q --amend -m 'ci, reworded'")
+        agent.ok("cd p && git push -q --force origin HEAD:main HEAD:refs/heads/extra")
+        assert upstream.git("rev-parse", "main") == (0, agent.ok("git -C p rev-parse HEAD"))
+        agent.ok("cd p && git push -q origin :refs/heads/extra")
+        assert upstream.git("show-ref", "--verify", "refs/heads/extra")[0] != 0
+
+        # Allowances are not a way around the secret scan.
+        text, _ = leaky_file()
+        agent.ok(f"cd p && printf '%s' '{text}' > .github/workflows/creds.yml")
+        agent.ok("cd p && git add .github && git commit -q -m creds")
+        code, out = agent.sh("cd p && git push --force origin HEAD:main 2>&1")
+        assert code != 0 and "push refused: gitleaks found" in out, out
 
 
 def test_the_upstream_key_is_only_in_the_gate(

@@ -19,6 +19,7 @@ import docker
 import pytest
 from pydantic import SecretStr
 
+from remotebottle import hostnames
 from remotebottle import run as rb_run
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.spec import BottleSpec, Command, RouteSpec, Secretish
@@ -38,6 +39,13 @@ __all__ = ["fakevm", "vm"]
 pytestmark = pytest.mark.e2e
 
 CURL = "curl -sS -m 10 -o /dev/null -w '%{http_code}'"
+
+
+@pytest.fixture(autouse=True)
+def plain_http_fake_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake API speaks plain http: let the agent propose it (test-only; an agent's
+    route is otherwise https to a public host)."""
+    monkeypatch.setenv(hostnames.TEST_PLAIN_HTTP_ENV, FAKE_API_URL.removeprefix("http://"))
 
 
 def bottle_spec(identity: str | None = None) -> BottleSpec:
@@ -161,7 +169,7 @@ def test_an_approved_capability_rebuilds_the_bottle_which_resumes_with_its_trans
         b.identity != agent.identity for b in DockerBottleBackend(docker_client).list_active()
     ), "the bottle was not taken down for its rebuild"
     lines = capability.read(agent.identity)
-    assert lines is not None and "install -y --no-install-recommends jq" in lines
+    assert lines is not None and '"--no-download", "jq"]' in lines
 
     # What `rbottle resume` does: the same identity, its capability lines, its transcript.
     backend = DockerBottleBackend(docker_client)

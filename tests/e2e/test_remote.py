@@ -8,7 +8,6 @@ of it left on the VM afterwards.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import secrets
@@ -23,11 +22,10 @@ from pydantic import SecretStr
 
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
-from remotebottle.backend.spec import BottlePlan, BottleSpec, Command, Secretish
+from remotebottle.backend.spec import BottleSpec, Command, Secretish
 from remotebottle.hosts.engine import open_engine
 from remotebottle.remote_images import place_images
-from remotebottle.session import stream_output
-from tests.e2e.conftest import FAKE_API_URL, FakeApi, finish, owned, rbottle
+from tests.e2e.conftest import FAKE_API_URL, FakeApi, finish, owned, rbottle, run_to_end
 from tests.e2e.vmparts import grep_vm_disk, target, vm, vm_owned
 from tests.integration.fakevm import (
     FAKEVM_BARE_IMAGE,
@@ -159,22 +157,6 @@ def wait_for_agent(vm: FakeVm, proc: subprocess.Popen[str], timeout: float = 300
                 return cid
         time.sleep(0.5)
     raise AssertionError("the bottle never started on the VM")
-
-
-def run_to_end(
-    backend: DockerBottleBackend, plan: BottlePlan, options: LaunchOptions
-) -> tuple[int, io.BytesIO, io.BytesIO]:
-    """Launch `plan`, stream its output to the end: (exit code, stdout, stderr)."""
-    out, err = io.BytesIO(), io.BytesIO()
-    with backend.launch(plan, options) as bottle:
-        code = stream_output(
-            backend.client,
-            bottle.agent_container,
-            stdout=out,
-            stderr=err,
-            on_attached=lambda: backend.release(bottle),
-        )
-    return code, out, err
 
 
 def test_claude_code_completes_a_print_turn_on_the_vm(

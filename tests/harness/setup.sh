@@ -10,7 +10,7 @@
 # one source of truth):
 #   $BASE_IMAGE        debootstrap --variant=minbase bookworm | docker import
 #   $GITLEAKS_IMAGE    go install gitleaks, wrapped like upstream's image
-#   $PIPELOCK_IMAGE    go install pipelock @pinned commit, FROM scratch like upstream
+#   $PIPELOCK_IMAGE    pipelock-image.sh: pulled, or built from the pinned release source
 #   rbottle-test/fakevm:latest       sshd + dockerd (Docker-in-Docker), see FAKEVM.md
 #   rbottle-test/fakevm-bare:latest  sshd only (provisioning tests)
 #
@@ -19,10 +19,12 @@
 #   RB_HARNESS_SECURITY_MIRROR   Debian security mirror URL (default: the one apt uses here)
 #   RB_HARNESS_CA_BUNDLE         CA bundle trusted by image builds (default: host bundle)
 #   RB_HARNESS_PIPELOCK_BIN      a pipelock binary of the pinned release to wrap as
-#                                $PIPELOCK_IMAGE instead of `go install`
-#   RB_HARNESS_STRICT=1          a pipelock that cannot be had (no pinned commit, or the
-#                                module proxy refuses it) is an error (default: a loud
-#                                warning, recorded in /var/lib/rbottle-harness/pipelock-unavailable;
+#                                $PIPELOCK_IMAGE instead of building it
+#   RB_HARNESS_PIPELOCK_SRC      pipelock's release source tarball (default:
+#                                ../shared/vendor/pipelock-<version>.tar.gz beside the checkout)
+#   RB_HARNESS_STRICT=1          a pipelock that cannot be had is an error (CI sets it;
+#                                default: a loud warning, recorded in
+#                                /var/lib/rbottle-harness/pipelock-unavailable, and
 #                                everything else is still set up)
 #   RB_HARNESS_DOCKERD_LOG       dockerd log file (default /var/log/rbottle-dockerd.log)
 set -euo pipefail
@@ -93,6 +95,7 @@ PACKAGES=(
     iproute2
     procps
     tmux               # TTY tests
+    nodejs             # runs the credential proxy's policy in fast tests
     ca-certificates
     curl
     xz-utils
@@ -487,59 +490,15 @@ else
     say "$GITLEAKS_IMAGE built (gitleaks $out)"
 fi
 
-# pipelock: upstream's image is FROM scratch with a CA bundle at
-# /etc/ssl/certs/ca-certificates.crt, the static binary at /pipelock,
-# EXPOSE 8888, ENTRYPOINT ["/pipelock"], CMD ["run","--listen","0.0.0.0:8888"],
-# and a HEALTHCHECK running `/pipelock healthcheck`. No USER (runs as root).
-pipelock_version="${PIPELOCK_IMAGE##*:}"
+# pipelock: its own script, which `make pipelock-image` runs too (present, pulled,
+# RB_HARNESS_PIPELOCK_BIN, the release source tarball, go install; see its header).
 pipelock_problem=""
-wrap_pipelock() { # BINARY SOURCE-DESCRIPTION
-    local ctx out
-    ctx="$(new_context pipelock "$HARNESS_DIR/images/pipelock/Dockerfile")"
-    cp "$1" "$ctx/pipelock"
-    build "$PIPELOCK_IMAGE" "$ctx" --label "org.remotebottle.harness.source=$2"
-    out="$(docker run --rm "$PIPELOCK_IMAGE" version 2>&1)" || die "$PIPELOCK_IMAGE does not run: $out"
-    say "$PIPELOCK_IMAGE built from $2 ($(printf '%s' "$out" | head -n 1))"
-}
-if have_image "$PIPELOCK_IMAGE"; then
-    say "$PIPELOCK_IMAGE present"
-elif [ -n "${RB_HARNESS_PIPELOCK_BIN:-}" ]; then
-    # A static linux binary of the pinned release obtained elsewhere (air-gapped
-    # machines, or where the module proxy refuses the module).
-    [ -x "$RB_HARNESS_PIPELOCK_BIN" ] || die "RB_HARNESS_PIPELOCK_BIN=$RB_HARNESS_PIPELOCK_BIN is not an executable file"
-    "$RB_HARNESS_PIPELOCK_BIN" version 2>/dev/null | head -n 1 | grep -qF "$pipelock_version" ||
-        warn "RB_HARNESS_PIPELOCK_BIN does not report version $pipelock_version"
-    wrap_pipelock "$RB_HARNESS_PIPELOCK_BIN" "RB_HARNESS_PIPELOCK_BIN"
-elif [ "$PIPELOCK_GO_VERSION" = TBD ] || [ "$pipelock_version" = TBD ]; then
-    # No verified commit to pin; say why, as the module proxy itself answers.
-    if "$GO" list -m -versions github.com/luckyPipewrench/pipelock >"$WORK/go-pipelock.log" 2>&1; then
-        pipelock_problem="pins.env has no verified pipelock commit (PIPELOCK_GO_VERSION=TBD)"
-    else
-        pipelock_problem="the Go module proxy refuses github.com/luckyPipewrench/pipelock ($(grep -o '40[0-9] [A-Za-z ]*' "$WORK/go-pipelock.log" | head -n 1)) and no container registry is reachable"
-    fi
-else
-    say "building $PIPELOCK_IMAGE: go install $PIPELOCK_GO_MODULE@$PIPELOCK_GO_VERSION"
-    pl_pkg=github.com/luckyPipewrench/pipelock/internal
-    # The same version stamps as upstream's release build (.goreleaser.yaml).
-    pl_ldflags="-s -w -X $pl_pkg/cliutil.Version=$pipelock_version -X $pl_pkg/proxy.Version=$pipelock_version"
-    pl_ldflags+=" -X $pl_pkg/cliutil.GitCommit=${PIPELOCK_GO_VERSION:0:7} -X $pl_pkg/cliutil.GoVersion=$("$GO" env GOVERSION)"
-    if bin="$(go_install pipelock "$PIPELOCK_GO_MODULE" "$PIPELOCK_GO_VERSION" "$pl_ldflags")"; then
-        wrap_pipelock "$bin" "$PIPELOCK_GO_MODULE@$PIPELOCK_GO_VERSION"
-    elif grep -q 'This module version is not available\|403 Forbidden' "$WORK/go-pipelock.log"; then
-        pipelock_problem="the Go module proxy refuses $PIPELOCK_GO_MODULE@$PIPELOCK_GO_VERSION (403: This module version is not available)"
-    else
-        tail -n 20 "$WORK/go-pipelock.log" >&2
-        die "go install $PIPELOCK_GO_MODULE@$PIPELOCK_GO_VERSION failed"
-    fi
-fi
-if [ -n "$pipelock_problem" ]; then
-    printf 'reason=%s\n' "$pipelock_problem" >"$STATE_DIR/pipelock-unavailable"
-    if [ "${RB_HARNESS_STRICT:-0}" = 1 ]; then
-        die "$PIPELOCK_IMAGE not seeded: $pipelock_problem"
-    fi
-    warn "$PIPELOCK_IMAGE NOT seeded: $pipelock_problem (recorded in $STATE_DIR/pipelock-unavailable; RB_HARNESS_STRICT=1 makes this fatal)"
-else
-    rm -f "$STATE_DIR/pipelock-unavailable"
+if ! RB_HARNESS_STRICT="${RB_HARNESS_STRICT:-0}" RB_HARNESS_CACHE_DIR="$CACHE_DIR" \
+    RB_HARNESS_STATE_DIR="$STATE_DIR" RB_HARNESS_CA_BUNDLE="$CA_BUNDLE" \
+    bash "$HARNESS_DIR/pipelock-image.sh"; then
+    [ "${RB_HARNESS_STRICT:-0}" = 1 ] && die "$PIPELOCK_IMAGE could not be had (see above)"
+    pipelock_problem="$(sed -n 's/^reason=//p' "$STATE_DIR/pipelock-unavailable" 2>/dev/null)"
+    pipelock_problem="${pipelock_problem:-see above}"
 fi
 
 # ---------------------------------------------------------------------------

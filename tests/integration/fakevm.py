@@ -152,8 +152,13 @@ def start_fakevm(
             load_image(client, vm, ref)
         yield vm
     finally:
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True, v=True)
+        # Its own engine's data (GBs of images) goes with it: that can take a while.
+        timeout, client.api.timeout = client.api.timeout, 600
+        try:
+            with contextlib.suppress(docker.errors.NotFound):
+                client.api.remove_container(container.id, force=True, v=True)
+        finally:
+            client.api.timeout = timeout
 
 
 def _read_host_key(container: Container, deadline: float) -> paramiko.PKey:

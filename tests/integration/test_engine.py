@@ -17,7 +17,7 @@ from remotebottle.backend.docker.images import ensure_pulled
 from remotebottle.doctor import run_checks
 from remotebottle.errors import EngineError
 from tests.conftest import FULL_MANIFEST, SECRET
-from tests.integration.conftest import require, skip_without_pipelock
+from tests.integration.conftest import require, require_pipelock
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,9 @@ def test_pinned_images_are_on_the_engine(docker_client: docker.DockerClient, ref
 def run_image(client: docker.DockerClient, ref: str, *command: str) -> str:
     if missing_images(client, [ref]):
         require(f"{ref} is not seeded; run `make setup`")
-    output = client.containers.run(ref, list(command), remove=True, network_mode="none")
+    output = client.containers.run(
+        ref, list(command), remove=True, network_mode="none", stdout=True, stderr=True
+    )
     return output.decode() if isinstance(output, bytes) else str(output)
 
 
@@ -63,7 +65,7 @@ def test_gitleaks_image_is_the_pinned_version(docker_client: docker.DockerClient
 
 
 def test_pipelock_image_is_the_pinned_version(docker_client: docker.DockerClient) -> None:
-    skip_without_pipelock(docker_client)
+    require_pipelock(docker_client)
     out = run_image(docker_client, pins.pipelock_image(), "version")
     assert pins.pipelock_image().rsplit(":", 1)[1] in out
 

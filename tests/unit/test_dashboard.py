@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Input, Log, Static
 from remotebottle.cli import console, main
 from remotebottle.dashboard import edit, render
 from remotebottle.dashboard.app import DashboardApp
+from remotebottle.dashboard.screens import ConfirmScreen
 from remotebottle.errors import BottleError
 from remotebottle.supervise.model import Decision, Proposal, is_operator_initiated
 
@@ -108,6 +109,15 @@ async def type_text(pilot: Pilot[None], text: str) -> None:
     await pilot.press(*("space" if c == " " else c for c in text))
 
 
+async def approve(pilot: Pilot[None]) -> None:
+    """`a`, then `y` in the dialog that names the proposal."""
+    await pilot.press("a")
+    await pilot.pause()
+    assert isinstance(pilot.app.screen, ConfirmScreen), "no confirmation asked"
+    await pilot.press("y")
+    await pilot.pause()
+
+
 def screen_text(app: DashboardApp) -> str:
     """Everything the operator could see: the rendered screen, the log, the status line."""
     shot = html.unescape(app.export_screenshot()).replace("\xa0", " ")
@@ -169,7 +179,7 @@ def test_approve_decides_and_removes_the_row() -> None:
     app = DashboardApp(source, operator="alice", refresh_seconds=3600)
 
     async def steps(pilot: Pilot[None]) -> None:
-        await pilot.press("a")
+        await approve(pilot)
         await settle(pilot)
         assert [p.id for p in app.proposals] == ["p2"]
         assert "approved egress p1" in app.status_message
@@ -272,7 +282,7 @@ def test_a_failed_decision_is_shown_and_the_proposal_stays_pending() -> None:
     app = DashboardApp(source, refresh_seconds=3600)
 
     async def steps(pilot: Pilot[None]) -> None:
-        await pilot.press("a")
+        await approve(pilot)
         await settle(pilot)
         assert "engine on vm1 said no (check vm1)" in app.status_message
         assert "stays pending" in app.status_message
@@ -280,7 +290,7 @@ def test_a_failed_decision_is_shown_and_the_proposal_stays_pending() -> None:
         assert [p.id for p in app.proposals] == ["p1"]
         assert app.query_one("#proposals", DataTable).row_count == 1
         source.fail = None
-        await pilot.press("a")
+        await approve(pilot)
         await settle(pilot)
         assert app.proposals == []
 
@@ -294,8 +304,7 @@ def test_cred_route_approval_asks_for_the_secret_and_never_shows_it() -> None:
 
     async def steps(pilot: Pilot[None]) -> None:
         assert "headers   Authorization" in detail_text(app)
-        await pilot.press("a")
-        await pilot.pause()
+        await approve(pilot)
         assert isinstance(app.focused, Input) and app.focused.password
         await type_text(pilot, SECRET_VALUE)
         await pilot.pause()
@@ -318,8 +327,7 @@ def test_a_failure_message_never_echoes_the_secret() -> None:
     app = DashboardApp(source, refresh_seconds=3600)
 
     async def steps(pilot: Pilot[None]) -> None:
-        await pilot.press("a")
-        await pilot.pause()
+        await approve(pilot)
         await type_text(pilot, SECRET_VALUE)
         await pilot.press("enter")
         await settle(pilot)
@@ -435,7 +443,7 @@ def test_agent_text_is_neither_markup_nor_terminal_escapes() -> None:
     ("kind", "payload", "problem"),
     [
         ("egress", {"hosts": []}, "at least one"),
-        ("cred-route", {"name": "x", "upstream": "ftp://x", "headers": []}, "must be an http"),
+        ("cred-route", {"name": "x", "upstream": "http://x", "headers": []}, "must be an https"),
         ("capability", {"packages": []}, "needs"),
     ],
 )
@@ -496,3 +504,112 @@ def test_once_warns_of_unreachable_hosts(
 def test_json_without_once_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["dashboard", "--format=json"]) == 2
     assert "--once" in capsys.readouterr().err
+
+
+def test_a_proposal_withdrawn_under_the_cursor_is_not_replaced_by_its_neighbour() -> None:
+    """The agent withdraws the proposal the operator is reading; the cursor lands on the
+    next one. One key must not approve that one: nothing is approved until the operator
+    moves to a proposal, and the confirmation names the one it answers."""
+    source = MemorySource([proposal("p1"), proposal("p2", "cred-route", created="2026-01-02")])
+    app = DashboardApp(source, refresh_seconds=3600)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        assert "egress proposal p1" in detail_text(app)
+        source.proposals = [p for p in source.proposals if p.id != "p1"]  # withdrawn
+        await pilot.press("R")
+        await settle(pilot)
+        assert "p1 is no longer pending" in detail_text(app)
+        await pilot.press("a")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        assert "nothing done: p1 is no longer pending" in app.status_message
+        assert "p1 is no longer pending" in detail_text(app)
+        assert source.decisions == []
+
+        await pilot.press("down")  # the operator chooses p2, the only one left
+        await pilot.pause()
+        assert "cred-route proposal p2" in detail_text(app)
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        assert app.screen.proposal.id == "p2"
+        assert "Approve cred-route proposal p2 from dev-ab12c on vm1?" in screen_text(app)
+        await pilot.press("n")
+        await settle(pilot)
+        assert "p2: not approved (cancelled)" in app.status_message
+
+    drive(app, steps)
+    assert source.decisions == []
+
+
+def test_a_proposal_withdrawn_while_its_confirmation_is_open_is_not_approved() -> None:
+    source = MemorySource([proposal("p1"), proposal("p2", created="2026-01-02T00:00:00Z")])
+    app = DashboardApp(source, refresh_seconds=3600)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        await pilot.press("a")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and app.screen.proposal.id == "p1"
+        source.proposals = [p for p in source.proposals if p.id != "p1"]
+        app.action_refresh()  # the periodic refresh, under the dialog
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        assert "nothing approved: p1 is no longer pending" in app.status_message
+        assert [p.id for p in app.proposals] == ["p2"]
+
+    drive(app, steps)
+    assert source.decisions == []
+
+
+LOOK_ALIKE = "https://api.\u0430nthropic.com/v1"  # a Cyrillic a
+
+
+def test_a_look_alike_upstream_is_shown_in_punycode_with_a_warning() -> None:
+    route = {"name": "claude", "upstream": LOOK_ALIKE, "headers": ["x-api-key"], "role": None}
+    source = MemorySource([proposal("p1", "cred-route", payload=route)])
+    app = DashboardApp(source, refresh_seconds=3600)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        text = detail_text(app)
+        assert "upstream  https://api.xn--nthropic-06g.com/v1" in text
+        assert "! MIXED SCRIPTS (CYRILLIC, LATIN): this name may imitate another host" in text
+        shown = screen_text(app)
+        assert "route claude -> https://api.xn--nthropic-06g.com/v1!" in shown
+        assert "\u0430nthropic" not in shown, "the look-alike is shown as it reads"
+        await pilot.press("a")
+        await pilot.pause()
+        assert "MIXED SCRIPTS" in screen_text(app), "the confirmation hides the warning"
+
+    drive(app, steps)
+
+
+def test_hosts_are_shown_as_installed_and_internationalised_ones_say_how_they_read() -> None:
+    hosts = {"hosts": ["m\u00fcnchen.de", "xn--pple-43d.com", "pypi.org"]}  # Cyrillic a
+    text = render.detail(proposal("p1", payload=hosts)).plain
+    assert "+ xn--mnchen-3ya.de\n      internationalised: reads as m\u00fcnchen.de" in text
+    assert "+ xn--pple-43d.com\n      ! MIXED SCRIPTS (CYRILLIC, LATIN)" in text
+    assert render.summary(proposal("p1", payload=hosts)) == (
+        "egress: xn--mnchen-3ya.de, xn--pple-43d.com!, pypi.org"
+    )
+
+
+def test_a_plain_http_upstream_is_flagged() -> None:
+    route = {"name": "x", "upstream": "http://api.example.com", "headers": ["A"], "role": None}
+    text = render.detail(proposal("p1", "cred-route", payload=route)).plain
+    assert "! not https: the credential would travel in clear" in text
+
+
+def test_the_reason_is_one_escaped_line() -> None:
+    forged = "ok\n\nchange\n  + pypi.org\tfine"
+    text = render.detail(proposal("p1", reason=forged)).plain
+    assert "reason   ok\\n\\nchange\\n  + pypi.org\\tfine\n" in text
+    assert text.count("change\n") == 1
+
+
+def test_the_capability_detail_says_what_the_build_can_reach() -> None:
+    text = render.detail(proposal("p1", "capability")).plain
+    assert "apt-get downloads the packages from the image's Debian sources" in text
+    assert "the Dockerfile lines run with no network" in text

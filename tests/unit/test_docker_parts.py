@@ -41,7 +41,12 @@ def test_pipelock_config_is_strict_and_blocks() -> None:
     assert config["forward_proxy"]["max_tunnel_seconds"] >= 3600
     body = config["request_body_scanning"]
     assert (body["enabled"], body["action"], body["scan_headers"]) == (True, "block", True)
-    assert config["dlp"]["include_defaults"] is True
+    assert body["header_mode"] == "all"  # any header can carry data, not only auth headers
+    assert config["dlp"] == {"include_defaults": True}  # no secrets file unless there are any
+    # Allowed URLs stay out of container logs, which the engine keeps on disk.
+    assert config["logging"]["include_allowed"] is False
+    assert config["logging"]["include_blocked"] is True
+    assert config["fetch_proxy"]["monitoring"]["max_requests_per_minute"] >= 1000
     # Claude Code's own prompts pass for BIP-39 seed phrases (seen against pipelock built
     # from source): on, the detector refuses every turn of the agent.
     assert config["seed_phrase_detection"] == {"enabled": False}
@@ -50,6 +55,16 @@ def test_pipelock_config_is_strict_and_blocks() -> None:
     assert config["tls_interception"]["ca_key"] == egress.CA_KEY_PATH
     assert "internal" not in config  # pipelock's default SSRF ranges stay in force
     assert config["fetch_proxy"]["listen"].endswith(f":{egress.PROXY_PORT}")
+
+
+def test_pipelock_gets_the_bottles_own_secrets_to_match() -> None:
+    config = json.loads(egress.pipelock_config(["a.test"], with_secrets=True))
+    assert config["dlp"]["secrets_file"] == egress.SECRETS_PATH
+    assert config["dlp"]["min_env_secret_length"] == egress.MIN_SECRET_LENGTH
+    long_one, short = "s3cr3t-value-that-is-long-enough", "short"
+    text = egress.secret_values([long_one, short, long_one, " ", "two\nlines-of-secret-text"])
+    assert text == (long_one + "\n").encode()  # distinct, long enough, one line each
+    assert egress.secret_values([short]) is None
 
 
 def test_egress_ca_is_a_fresh_ecdsa_p256_ca() -> None:
@@ -166,5 +181,30 @@ def test_demo_probes_use_a_fresh_aws_shaped_key() -> None:
     assert len(keys) == 20
     assert all(re.fullmatch(r"AKIA[A-Z2-7]{16}", k) for k in keys)
     names = [p.name for p in probes()]
-    assert len(names) == 6 and len(set(names)) == 6
+    assert len(names) == 9 and len(set(names)) == 9
     assert {p.expected for p in probes()} == {"200", "403", "000", "refused"}
+
+
+def test_refusals_keep_where_and_why_never_a_query_or_body() -> None:
+    from remotebottle.backend.docker.refusals import _record
+
+    blocked = (
+        '{"level":"warn","event":"blocked","method":"GET","url":"https://x.test/a/b?k=SECRET",'
+        '"scanner":"dlp","reason":"DLP match: AWS Access ID","time":"2026-12-03T10:00:00Z"}'
+    )
+    assert _record(blocked, "egress proxy") == {
+        "time": "2026-12-03T10:00:00Z",
+        "by": "egress proxy",
+        "method": "GET",
+        "where": "https://x.test/a/b",
+        "reason": "dlp: DLP match: AWS Access ID",
+    }
+    refused = (
+        '{"time":"t","event":"refused","route":"anthropic","method":"POST",'
+        '"path":"v1/messages","reason":"field mcp_servers needs the mcp_servers grant"}'
+    )
+    record = _record(refused, "credential proxy")
+    assert record and record["where"] == "/anthropic/v1/messages"
+    assert "mcp_servers" in record["reason"]
+    for line in ("Pipelock v2.3.0 starting", '{"event":"startup"}', "{not json", ""):
+        assert _record(line, "egress proxy") is None

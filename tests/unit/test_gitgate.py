@@ -1,15 +1,19 @@
-"""The git gate's configs: the agent's URL rewriting, the gate's SSH settings, its routing.
+"""The git gate's configs: the agent's URL rewriting, the gate's SSH settings, its routing,
+each remote's push policy, and the hook's gitleaks config and CI paths.
 
 URL rewriting is checked with the real `git` (`ls-remote --get-url` applies insteadOf
-without connecting), and the rewritten URL is fed to the gate server's own parser.
+without connecting), and the rewritten URL is fed to the gate server's own parser. The
+hook itself, against real git and gitleaks, is in tests/integration/test_gitgate_hook.py.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from types import ModuleType
 
@@ -22,18 +26,26 @@ from remotebottle.errors import BottleError
 pytestmark = pytest.mark.unit
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExampleExa"
-SERVER = Path(gitgate.__file__).parents[2] / "resources" / "gitgate" / "gate_server.py"
+RESOURCES = Path(gitgate.__file__).parents[2] / "resources" / "gitgate"
 
 
 @functools.cache
-def load_server() -> ModuleType:
-    """The gate's server script (it runs in the gate image, not as part of the package)."""
-    spec = importlib.util.spec_from_file_location("rbottle_gate_server", SERVER)
+def load_script(name: str) -> ModuleType:
+    """One of the gate's scripts (they run in the gate image, not as part of the package)."""
+    spec = importlib.util.spec_from_file_location(f"rbottle_{name}", RESOURCES / f"{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+def load_server() -> ModuleType:
+    return load_script("gate_server")
+
+
+def load_hook() -> ModuleType:
+    return load_script("pre_receive")
 
 
 def remote(host: str = "git.example.test", port: int = 2222, **kw: object) -> GitRemoteSpec:
@@ -135,3 +147,134 @@ def test_bad_remotes_are_refused_with_the_reason(tmp_path: Path) -> None:
 def test_the_gate_takes_the_remotes_extra_hosts() -> None:
     specs = [remote(extra_hosts={"a.test": "10.0.0.1"}), remote("b.test", 22, extra_hosts={})]
     assert gitgate.extra_hosts(specs) == {"a.test": "10.0.0.1"}
+
+
+def test_each_remotes_push_policy_reaches_the_gate_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    named = gitgate.remotes([remote(allow_deletes=True, allow_ci_changes=True), remote("b.test")])
+    (tmp_path / "remotes.json").write_bytes(gitgate.vault_files(named)["remotes.json"])
+    server = load_server()
+    monkeypatch.setattr(server, "VAULT", tmp_path)
+    loaded = server.load_remotes()
+    assert loaded == {
+        "r0": {"allowForcePush": False, "allowDeletes": True, "allowCIChanges": True},
+        "r1": {"allowForcePush": False, "allowDeletes": False, "allowCIChanges": False},
+    }
+    # The mirror's config keys the hook reads (`git config --type=bool gitgate.<key>`).
+    assert server._policy_settings(loaded["r0"]) == [
+        ("gitgate.allowForcePush", "false"),
+        ("gitgate.allowDeletes", "true"),
+        ("gitgate.allowCIChanges", "true"),
+    ]
+
+
+GITLEAKS_LIKE = {
+    "title": "gitleaks config",
+    "allowlist": {
+        "description": "global allow lists",
+        "paths": ["(?:^|/)vendor/", "(?:^|/)package-lock\\.json$"],
+        "regexes": ["(?i)^true|false|null$"],
+        "stopwords": ["abcdefghijklmnopqrstuvwxyz"],
+    },
+    "rules": [
+        {
+            "id": "github-pat",
+            "regex": "ghp_[0-9a-zA-Z]{36}",
+            "entropy": 3,
+            "keywords": ["ghp_"],
+            "allowlists": [{"paths": ["(?:^|/)@octokit/auth-token/README\\.md$"]}],
+        },
+        {
+            "id": "generic-api-key",
+            "regex": "(?i)(?:key|token)[ =]+([\\w.=-]{10,150})",
+            "entropy": 3.5,
+            "allowlists": [
+                {"regexes": ["^[a-zA-Z_.-]+$"]},
+                {
+                    "condition": "AND",
+                    "paths": ["\\.bb$"],
+                    "regexTarget": "line",
+                    "regexes": ["SRC"],
+                },
+            ],
+        },
+        {"id": "pkcs12-file", "path": "(?i)(?:^|\\/)[^\\/]+\\.p(?:12|fx)$"},
+    ],
+}
+
+
+def test_the_hooks_gitleaks_config_drops_every_exemption_by_path_and_no_rule() -> None:
+    hook = load_hook()
+    config = hook.without_path_allowlists(GITLEAKS_LIKE)
+    assert config["allowlists"] == [
+        {
+            "description": "global allow lists",
+            "regexes": ["(?i)^true|false|null$"],
+            "stopwords": ["abcdefghijklmnopqrstuvwxyz"],
+        }
+    ]
+    pat, generic, pkcs12, marker = config["rules"]
+    assert "allowlists" not in pat  # a paths-only allowlist goes whole
+    # An AND allowlist without its paths would allow more: it goes whole too.
+    assert generic["allowlists"] == [{"regexes": ["^[a-zA-Z_.-]+$"]}]
+    assert pkcs12 == GITLEAKS_LIKE["rules"][2]  # a rule's own scope is not an exemption
+    assert marker["id"] == hook.MARKER_RULE
+    assert re.fullmatch(marker["regex"], hook.MARKER.decode().strip())
+    assert "allowlist" in GITLEAKS_LIKE and "allowlists" in GITLEAKS_LIKE["rules"][0]
+
+    written = "\n".join(hook.to_toml(config)) + "\n"
+    assert tomllib.loads(written) == config
+
+
+def test_the_default_config_is_found_in_the_gitleaks_binary() -> None:
+    hook = load_hook()
+    text = hook.DEFAULT_CONFIG_HEAD.decode() + '\ntitle = "gitleaks config"\n'
+    assert hook.default_config(b"\x7fELF\x00junk" + text.encode() + b"\x00\x01more") == text
+    with pytest.raises(SystemExit, match="cannot find"):
+        hook.default_config(b"no config here")
+    with pytest.raises(SystemExit, match="cannot find"):
+        hook.default_config(text.encode() + b"\x00" + text.encode())
+
+
+@pytest.mark.parametrize(
+    ("path", "is_ci"),
+    [
+        (".github/workflows/ci.yml", True),
+        (".GitHub/Workflows/Deploy.YAML", True),
+        (".github/actions/setup/action.yml", True),
+        (".gitlab-ci.yml", True),
+        (".circleci/config.yml", True),
+        ("Jenkinsfile", True),
+        (".buildkite/pipeline.yml", True),
+        ("azure-pipelines.yaml", True),
+        (".azure-pipelines/build.yml", True),
+        (".travis.yml", True),
+        ("bitbucket-pipelines.yml", True),
+        (".drone.yml", True),
+        (".github/CODEOWNERS", False),
+        ("docs/.github/workflows/example.yml", False),
+        ("src/Jenkinsfile.groovy", False),
+        (".gitlab-ci.yml.orig", False),
+        ("README.md", False),
+    ],
+)
+def test_the_hook_knows_the_well_known_ci_definitions(path: str, is_ci: bool) -> None:
+    assert bool(load_hook().CI_DEFINITION.match(path)) is is_ci
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("app/config.yaml", "config.yaml"),  # path-scoped rules look at the extension
+        ("certs/client.p12", "client.p12"),
+        ("backup.tar.gz", "object"),  # gitleaks would take these for archives, and skip them
+        ("assets.zip", "object"),
+        ("notes.BR.txt", "object"),
+        ("weird name", "object"),
+        (".env", "object"),
+        ("", "object"),
+    ],
+)
+def test_the_hooks_scratch_copies_keep_only_safe_names(path: str, name: str) -> None:
+    assert load_hook().copy_name(path) == name

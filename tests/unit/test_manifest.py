@@ -55,6 +55,20 @@ def test_git_defaults() -> None:
     )
     remote = parsed.bottles["b"].git[0]
     assert (remote.user, remote.port, remote.identity_file) == ("git", 22, None)
+    assert (remote.allow_force_push, remote.allow_deletes, remote.allow_ci_changes) == (
+        False,
+        False,
+        False,
+    )
+
+
+def test_git_push_policy_is_per_remote() -> None:
+    entry = {"Host": "h.test", "KnownHostKey": "ssh-rsa AAAA"}
+    allowing = entry | {"AllowForcePush": True, "AllowDeletes": True, "AllowCIChanges": True}
+    parsed = manifest.parse(json.dumps({"bottles": {"b": {"git": [allowing, entry]}}}))
+    first, second = parsed.bottles["b"].git
+    assert first.allow_force_push and first.allow_deletes and first.allow_ci_changes
+    assert not (second.allow_force_push or second.allow_deletes or second.allow_ci_changes)
 
 
 def test_host_defaults() -> None:
@@ -132,6 +146,22 @@ BAD_CASES: list[tuple[Any, str]] = [
             }
         },
         "bottles.b.git[0].ExtraHosts.h.test: 'not-an-ip' is not an IP address",
+    ),
+    (
+        {
+            "bottles": {
+                "b": {"git": [{"Host": "h.test", "KnownHostKey": "ssh-rsa A", "AllowDeletes": 1}]}
+            }
+        },
+        "bottles.b.git[0].AllowDeletes: expected a valid boolean",
+    ),
+    (
+        {
+            "bottles": {
+                "b": {"git": [{"Host": "h", "KnownHostKey": "ssh-rsa A", "AllowForce": True}]}
+            }
+        },
+        "bottles.b.git[0].AllowForce: unknown field",
     ),
     (
         {"bottles": {"b": {"cred_proxy": {"routes": [{"name": "a", "upstream": "ftp://x"}]}}}},
@@ -401,3 +431,68 @@ def test_any_input_gives_a_model_or_a_manifest_error(data: Any) -> None:
 @given(text=st.text(max_size=200))
 def test_any_text_gives_a_model_or_a_manifest_error(text: str) -> None:
     assert_model_or_clean_error(parse_or_error(text))
+
+
+def route_manifest(upstream: str) -> dict[str, Any]:
+    route = {"name": "api", "upstream": upstream, "inject": {"X-Key": "v"}}
+    return {"bottles": {"b": {"cred_proxy": {"routes": [route]}}}}
+
+
+def allowlist_manifest(*hosts: str) -> dict[str, Any]:
+    return {"bottles": {"b": {"egress": {"allowlist": list(hosts)}}}}
+
+
+ROUTE = "bottles.b.cred_proxy.routes[0].upstream"
+ALLOW = "bottles.b.egress.allowlist[0]"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (allowlist_manifest("*.co.uk"), f"{ALLOW}: '*.co.uk' is too wide: 'co.uk' is a public"),
+        (allowlist_manifest("*.ngrok-free.app"), f"{ALLOW}: '*.ngrok-free.app' is too wide"),
+        (allowlist_manifest("*.com"), f"{ALLOW}: '*.com' is too wide"),
+        (route_manifest("http://api.example.com"), f"{ROUTE}: upstream 'http://api.example"),
+        (route_manifest("https://10.0.0.1/v1"), f"{ROUTE}: upstream 'https://10.0.0.1/v1' names"),
+        (route_manifest("https://169.254.169.254"), "names an IP address"),
+        (route_manifest("https://[fd00::1]:8443"), "names an IP address"),
+        (route_manifest("https://u:p@api.example.com"), f"{ROUTE}: upstream must not carry"),
+        (route_manifest("https://api.example.com/?key=1"), "must not carry credentials, a query"),
+        ({"bottles": {"b\n": {}}}, "'b\\n' is not a valid name"),
+        ({"bottles": {"b": {"env": {"X\n": "v"}}}}, "is not a valid environment variable name"),
+        (
+            {"bottles": {"b": {"cred_proxy": {"routes": [
+                {"name": "api", "upstream": "https://x.example.com", "inject": {"X-Key\n": "v"}}
+            ]}}}},
+            "is not a valid HTTP header name",
+        ),
+    ],
+)  # fmt: skip
+def test_hosts_and_upstreams_are_refused_in_one_line(data: Any, expected: str) -> None:
+    exc = error_for(data)
+    assert "\n" not in exc.message, exc.message
+    assert exc.message.startswith("m.json: ") and expected in exc.message, exc.message
+
+
+def test_the_operator_may_name_idn_and_internal_hosts() -> None:
+    parsed = manifest.parse(
+        json.dumps(
+            {
+                "bottles": {
+                    "b": {
+                        "egress": {"allowlist": ["M\u00fcnchen.de", "*.example.com", "10.1.2.3"]},
+                        "cred_proxy": {
+                            "routes": [
+                                {"name": "a", "upstream": "https://api.\u0430nthropic.com"},
+                                {"name": "c", "upstream": "https://llm.corp.internal:8443/v1"},
+                            ]
+                        },
+                    }
+                }
+            }
+        )
+    )
+    bottle = parsed.bottles["b"]
+    assert bottle.egress.allowlist == ["xn--mnchen-3ya.de", "*.example.com", "10.1.2.3"]
+    upstreams = [str(r.upstream) for r in bottle.cred_proxy.routes]
+    assert upstreams == ["https://api.xn--nthropic-06g.com/", "https://llm.corp.internal:8443/v1"]

@@ -12,15 +12,16 @@ import contextlib
 import datetime
 import io
 import tarfile
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import docker
 import docker.errors
 
-from remotebottle import pins
 from remotebottle.backend.base import (
     Bottle,
     BottleBackend,
@@ -35,17 +36,26 @@ from remotebottle.backend.docker.images import (
     build_agent_image,
     build_derived_image,
     ensure_pulled,
+    extra_ca_certs,
 )
 from remotebottle.backend.docker.planner import plan as make_plan
-from remotebottle.backend.docker.sidecar import HARDENING, AgentGrant, SidecarSite, start_container
+from remotebottle.backend.docker.sidecar import HARDENING, SidecarSite
 from remotebottle.backend.docker.streams import exec_with_stdin
 from remotebottle.backend.docker.vault import Vault
 from remotebottle.backend.spec import BottlePlan, BottleSpec
-from remotebottle.errors import BottleError, EngineError, TeardownError
+from remotebottle.errors import BottleError, EngineError, TeardownError, TranscriptError
 from remotebottle.interrupts import no_interrupts, termination_as_interrupt
+from remotebottle.safetar import (
+    MIB,
+    OverCap,
+    cap_bytes,
+    cap_hint,
+    capped,
+    capped_file,
+    filter_archive,
+)
 
 Progress = Callable[[str], None]
-PROXY_READY_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,8 @@ class LaunchOptions:
 
     Attributes:
         tty: give the agent a TTY (interactive use); otherwise plain streams.
-        transcript: a tar of ~/.claude/projects from an earlier session (resume).
+        transcript: a tar of ~/.claude/projects from an earlier session (resume); only its
+            regular files and directories under projects/ are restored.
         trusted_hosts: allowlisted hosts that may resolve to private addresses
             (the demo's and the tests' own upstreams); empty in normal use.
         extra_env: non-secret env for the agent beyond the proxy settings.
@@ -72,16 +83,21 @@ class LaunchOptions:
             the agent starts (the demo and the tests attach their own upstreams).
         image_lines: Dockerfile lines (run as root) on top of the agent image: the bottle's
             approved capabilities; its own image is built from them.
+        upstream_ca_certs: PEM CA certificates the egress and credential proxies trust for
+            upstream TLS, beyond their own roots and the user's extra CAs (the tests' own
+            upstreams).
     """
 
     tty: bool = True
-    transcript: bytes | None = None
+    transcript: Path | None = None
     trusted_hosts: tuple[str, ...] = ()
     extra_env: tuple[tuple[str, str], ...] = ()
     before_agent_start: Callable[[BottleNetworks], None] | None = None
     image_lines: str | None = None
+    upstream_ca_certs: tuple[bytes, ...] = ()
 
 
+INHIBIT_HOST_ADDRESS = "com.docker.network.bridge.inhibit_ipv4"
 # How long an interrupted launch keeps sweeping for objects whose create was still in flight.
 _SETTLE_SECONDS = 4.0
 
@@ -172,9 +188,15 @@ class DockerBottleBackend(BottleBackend):
         )
         grant = supervisor.start(site)
         if outside is not None:
+            proxy_address = None
+            upstream_cas = (extra_ca_certs(), *opts.upstream_ca_certs)
             if plan.images.egress:
-                grant |= self._start_proxy(site, opts)
-            grant |= credproxy.start(site)
+                sidecars = (credproxy.ALIAS,) if spec.routes else ()
+                proxy_grant, proxy_address = egress.start(
+                    site, opts.trusted_hosts, upstream_cas, sidecars
+                )
+                grant |= proxy_grant
+            grant |= credproxy.start(site, proxy_address, upstream_cas)
             if spec.git:
                 grant |= gitgate.start(site)
         if opts.before_agent_start:
@@ -205,7 +227,7 @@ class DockerBottleBackend(BottleBackend):
         if spec.cwd is not None:
             self._put(agent, provision.WORKDIR, provision.workdir_archive(spec.cwd))
         if opts.transcript:
-            self._put(agent, f"{provision.AGENT_HOME}/.claude", opts.transcript)
+            self._restore_transcript(agent, opts.transcript)
         if grant.ca_certs:
             bundle = self._read_file(agent, provision.CA_BUNDLE)
             self._put(
@@ -231,47 +253,17 @@ class DockerBottleBackend(BottleBackend):
             extras={"sidecars": list(grant.containers)},
         )
 
-    def _start_proxy(self, site: SidecarSite, opts: LaunchOptions) -> AgentGrant:
-        """Start pipelock on the internal and the outside network; the agent goes through it."""
-        plan = site.plan
-        spec = plan.spec
-        ident = spec.identity
-        assert plan.images.egress
-        self._progress("starting the egress proxy")
-        ca = egress.make_ca(ident)
-        site.vault.put(
-            "egress",
-            {
-                "pipelock.yaml": egress.pipelock_config(
-                    plan.allowlist, opts.trusted_hosts
-                ).encode(),
-                "ca.pem": ca.cert_pem,
-                "ca-key.pem": ca.key_pem,
-            },
-        )
-        proxy = start_container(
-            site,
-            plan.images.egress,
-            egress.pipelock_command(),
-            role=L.ROLE_EGRESS,
-            alias=egress.PROXY_ALIAS,
-            volumes={site.vault.volume: {"bind": egress.CONFIG_DIR, "mode": "ro"}},
-            mem_limit="256m",
-        )
-        self._wait_healthy(proxy)
-        proxies = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
-        return AgentGrant(
-            env={name: egress.PROXY_URL for name in proxies},
-            ca_certs=(ca.cert_pem,),
-            containers=(str(proxy.id),),
-        )
-
     def _network(self, name: str, spec: BottleSpec, *, internal: bool) -> Any:
+        # An --internal network still gives the host an address on its bridge (the gateway),
+        # where anything the host serves on 0.0.0.0 answers the agent: a VM's sshd, a
+        # laptop's dev servers. Without that address the host is not on the network at all.
+        options = {INHIBIT_HOST_ADDRESS: "true"} if internal else None
         try:
             return self.client.networks.create(
                 name,
                 driver="bridge",
                 internal=internal,
+                options=options,
                 labels=L.labels(spec.identity, spec.agent, L.ROLE_NETWORK, spec.host),
             )
         except docker.errors.DockerException as exc:
@@ -283,11 +275,32 @@ class DockerBottleBackend(BottleBackend):
         except docker.errors.DockerException as exc:
             raise EngineError(f"could not create container {kwargs.get('name')}: {exc}") from None
 
-    def _put(self, container: Any, path: str, archive: bytes) -> None:
+    def _put(self, container: Any, path: str, archive: bytes | BinaryIO) -> None:
         try:
             container.put_archive(path, archive)
         except docker.errors.DockerException as exc:
             raise EngineError(f"could not copy files to {path} in the agent: {exc}") from None
+
+    def _restore_transcript(self, container: Any, archive: Path) -> None:
+        """Put a ~/.claude/projects tar back, filtered again and streamed from disk."""
+        limit = cap_bytes()
+        with archive.open("rb") as source, tempfile.TemporaryFile(dir=archive.parent) as safe:
+            try:
+                filter_archive(
+                    capped_file(source, limit), safe, root="projects", owner=provision.AGENT_UID
+                )
+            except OverCap:
+                raise TranscriptError(
+                    f"{archive} is over the {limit // MIB} MiB cap: not restored",
+                    hint=cap_hint("restore it"),
+                ) from None
+            except tarfile.TarError as exc:
+                raise TranscriptError(
+                    f"{archive}: not a readable transcript snapshot ({exc})",
+                    hint="move it away to resume without the transcript",
+                ) from None
+            safe.seek(0)
+            self._put(container, f"{provision.AGENT_HOME}/.claude", safe)
 
     def _read_file(self, container: Any, path: str) -> bytes:
         try:
@@ -298,22 +311,6 @@ class DockerBottleBackend(BottleBackend):
                 return extracted.read() if extracted else b""
         except (docker.errors.DockerException, tarfile.TarError) as exc:
             raise EngineError(f"could not read {path} from the agent image: {exc}") from None
-
-    def _wait_healthy(self, proxy: Any) -> None:
-        deadline = time.monotonic() + PROXY_READY_TIMEOUT
-        while time.monotonic() < deadline:
-            proxy.reload()
-            if proxy.status != "running":
-                logs = proxy.logs(tail=5).decode(errors="replace").strip()
-                raise BottleError(
-                    f"the egress proxy stopped: {logs[-300:]}",
-                    hint=f"pinned image {pins.pipelock_image()}",
-                )
-            result = proxy.exec_run(egress.healthcheck_command())
-            if result.exit_code == 0:
-                return
-            time.sleep(0.2)
-        raise BottleError(f"the egress proxy did not become healthy in {PROXY_READY_TIMEOUT:.0f}s")
 
     def release(self, bottle: Bottle) -> None:
         """Let the agent's command start; call once its output is being read."""
@@ -327,21 +324,55 @@ class DockerBottleBackend(BottleBackend):
 
     # -- after the session ---------------------------------------------------
 
-    def snapshot_transcript(self, container_id: str) -> bytes | None:
-        """A tar of the agent's ~/.claude/projects (Claude Code's transcripts), if any."""
+    def save_transcript(self, container_id: str, dest: Path) -> bool:
+        """Save the agent's ~/.claude/projects (Claude Code's transcripts and memory) to `dest`
+        as a tar: streamed, capped, only its regular files and directories. False, with
+        `dest` left alone, when it holds no file.
+
+        Raises:
+            TranscriptError: it is over the cap; nothing is saved.
+        """
         try:
             stream, _ = self.client.api.get_archive(
                 container_id, f"{provision.AGENT_HOME}/.claude/projects"
             )
         except docker.errors.NotFound:
-            return None
+            return False
         except docker.errors.DockerException as exc:
             raise EngineError(f"could not copy the transcript out: {exc}") from None
-        data = b"".join(stream)
-        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-            if not any(m.isfile() for m in tar.getmembers()):
-                return None
-        return data
+        limit = cap_bytes()
+        part = dest.with_name(dest.name + ".part")
+        try:
+            with part.open("wb") as out:
+                kept = filter_archive(
+                    capped(stream, limit), out, root="projects", owner=provision.AGENT_UID
+                )
+        except OverCap:
+            part.unlink(missing_ok=True)
+            raise TranscriptError(
+                f"the agent's ~/.claude/projects is over the {limit // MIB} MiB cap:"
+                " its transcript was not saved",
+                hint=cap_hint("keep larger transcripts"),
+            ) from None
+        except (docker.errors.DockerException, tarfile.TarError, OSError) as exc:
+            part.unlink(missing_ok=True)
+            raise EngineError(f"could not copy the transcript out: {exc}") from None
+        finally:
+            stream.close()
+        if kept.refused:
+            more = " …" if len(kept.refused) > 3 else ""
+            self._progress(f"transcript snapshot: not kept: {'; '.join(kept.refused[:3])}{more}")
+        if not kept.files:
+            part.unlink()
+            return False
+        part.replace(dest)
+        return True
+
+    def snapshot_transcript(self, container_id: str) -> bytes | None:
+        """`save_transcript`, in memory, for callers that want the bytes."""
+        with tempfile.TemporaryDirectory(prefix="rbottle-transcript-") as scratch:
+            path = Path(scratch) / "projects.tar"
+            return path.read_bytes() if self.save_transcript(container_id, path) else None
 
     # -- finding and removing ------------------------------------------------
 

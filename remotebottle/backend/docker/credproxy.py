@@ -37,6 +37,8 @@ UID = 10001
 VAULT_DIR = "credproxy"
 MOUNT = "/run/rbottle-vault"
 READY_TIMEOUT = 30.0
+SCRIPTS = ("credproxy.js", "anthropic_policy.js")
+TRUST_FILE = "upstream-cas.pem"
 # What Claude Code holds instead of a token: it must send something, and this is not a secret.
 PLACEHOLDER_TOKEN = "rbottle-placeholder-the-credential-proxy-holds-the-token"  # noqa: S105
 
@@ -55,7 +57,10 @@ def route_table(routes: Sequence[RouteSpec]) -> bytes:
             if value.value is None:
                 raise BottleError(f"route {route.name}: header {header} was not resolved")
             inject[header] = value.value.get_secret_value()
-        table.append({"name": route.name, "upstream": route.upstream, "inject": inject})
+        entry: dict[str, Any] = {"name": route.name, "upstream": route.upstream, "inject": inject}
+        if route.role == ANTHROPIC_ROLE:
+            entry["policy"] = {"grants": sorted(route.grants)}
+        table.append(entry)
     return json.dumps({"routes": table}).encode()
 
 
@@ -70,40 +75,55 @@ def agent_env(routes: Sequence[RouteSpec]) -> dict[str, str]:
     }
 
 
-def _script() -> bytes:
-    return resources.files("remotebottle").joinpath("resources/credproxy/credproxy.js").read_bytes()
+def _scripts() -> dict[str, bytes]:
+    root = resources.files("remotebottle").joinpath("resources/credproxy")
+    return {name: root.joinpath(name).read_bytes() for name in SCRIPTS}
 
 
-def start(site: SidecarSite) -> AgentGrant:
-    """Start the bottle's credential proxy, if it has routes."""
+def start(
+    site: SidecarSite, egress_proxy: str | None = None, upstream_cas: Sequence[bytes] = ()
+) -> AgentGrant:
+    """Start the bottle's credential proxy, if it has routes.
+
+    Args:
+        site: the bottle being launched.
+        upstream_cas: PEM CA certificates trusted for upstream TLS beyond Node's own roots
+            (the user's extra CAs; the tests' own upstreams).
+        egress_proxy: the egress proxy's address on the outside network, when the bottle
+            has one: the agent then reaches this proxy only through it (so request bodies
+            pass its DLP), and this proxy serves that address alone. Without one, the
+            proxy joins the agent's network and serves connections arriving there.
+    """
     spec = site.plan.spec
     if not spec.routes:
         return AgentGrant()
     if site.outside is None:
         raise BottleError("the credential proxy needs the bottle's outside network")
     site.progress("starting the credential proxy")
-    site.vault.put(
-        VAULT_DIR, {"credproxy.js": _script(), "routes.json": route_table(spec.routes)}, uid=UID
-    )
+    files = {**_scripts(), "routes.json": route_table(spec.routes)}
+    trust = b"".join(upstream_cas)
+    if trust:
+        files[TRUST_FILE] = trust
+    site.vault.put(VAULT_DIR, files, uid=UID)
+    served = f"peer:{egress_proxy}" if egress_proxy else internal_subnet(site)
     proxy = start_container(
         site,
         site.agent_image,
-        [
-            f"{MOUNT}/{VAULT_DIR}/credproxy.js",
-            f"{MOUNT}/{VAULT_DIR}/routes.json",
-            str(PORT),
-            internal_subnet(site),
-        ],
+        [f"{MOUNT}/{VAULT_DIR}/{name}" for name in ("credproxy.js", "routes.json")]
+        + [str(PORT), served],
         role=L.ROLE_CRED_PROXY,
-        alias=ALIAS,
+        alias=None if egress_proxy else ALIAS,
+        outside_aliases=[ALIAS] if egress_proxy else None,
         entrypoint=["node"],
+        environment={"NODE_EXTRA_CA_CERTS": f"{MOUNT}/{VAULT_DIR}/{TRUST_FILE}"} if trust else {},
         user=f"{UID}:{UID}",
         volumes={site.vault.volume: {"bind": MOUNT, "mode": "ro"}},
         mem_limit="256m",
         pids_limit=128,
     )
     _wait_listening(proxy)
-    return AgentGrant(env=agent_env(spec.routes), no_proxy=(ALIAS,), containers=(str(proxy.id),))
+    no_proxy = () if egress_proxy else (ALIAS,)
+    return AgentGrant(env=agent_env(spec.routes), no_proxy=no_proxy, containers=(str(proxy.id),))
 
 
 def _wait_listening(proxy: Any) -> None:

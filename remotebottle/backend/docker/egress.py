@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,25 +22,44 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from remotebottle import pins
 from remotebottle.backend.docker import labels as L
+from remotebottle.backend.docker.sidecar import (
+    AgentGrant,
+    SidecarSite,
+    address_on,
+    start_container,
+)
 from remotebottle.backend.docker.vault import Vault
 from remotebottle.errors import BottleError, EngineError
 
 PROXY_ALIAS = "egress-proxy"
 PROXY_PORT = 8888
 PROXY_URL = f"http://{PROXY_ALIAS}:{PROXY_PORT}"
+METRICS_PORT = 9901
 CONFIG_DIR = "/etc/rbottle-egress"
 CONFIG_PATH = f"{CONFIG_DIR}/egress/pipelock.yaml"
 CA_CERT_PATH = f"{CONFIG_DIR}/egress/ca.pem"
 CA_KEY_PATH = f"{CONFIG_DIR}/egress/ca-key.pem"
+# The bottle's own secret values, one per line: DLP refuses any request carrying one.
+SECRETS_PATH = f"{CONFIG_DIR}/egress/secrets.txt"
+# Extra CAs pipelock trusts for upstream TLS (a TLS-inspecting corporate gateway, the tests'
+# own upstreams): Go adds every certificate in $SSL_CERT_DIR to its system bundle.
+TRUST_SECTION = "egress-trust"
 
 # Long agent sessions keep one CONNECT tunnel open for a long time (pipelock's default: 300 s).
 MAX_TUNNEL_SECONDS = 24 * 3600
 IDLE_TUNNEL_SECONDS = 900
+READY_TIMEOUT = 30.0
+FORWARD_TIMEOUT_SECONDS = 3600
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 # Bodies are scanned whole and refused above this (pipelock's default, 5 MB, is below a long
 # Claude Code conversation with images); the Messages API itself accepts up to 32 MB.
 MAX_REQUEST_BODY_BYTES = 32 * 1024 * 1024
+# Per host and minute (pipelock's default, 60, refuses a `pip install` or `npm ci` midway).
+MAX_REQUESTS_PER_MINUTE = 3000
+# pipelock ignores explicit secrets shorter than this (false positives on short values).
+MIN_SECRET_LENGTH = 16
 
 
 @dataclass(frozen=True)
@@ -95,7 +116,12 @@ def make_ca(identity: str, days: int = 7) -> EgressCA:
     )
 
 
-def pipelock_config(allowlist: list[str], trusted: list[str] | tuple[str, ...] = ()) -> str:
+def pipelock_config(
+    allowlist: list[str],
+    trusted: list[str] | tuple[str, ...] = (),
+    *,
+    with_secrets: bool = False,
+) -> str:
     """pipelock's YAML config for one bottle.
 
     Args:
@@ -103,13 +129,25 @@ def pipelock_config(allowlist: list[str], trusted: list[str] | tuple[str, ...] =
         trusted: hosts that may resolve to private addresses once they are allowed (strict
             mode refuses a host off the allowlist whatever this says); empty in production,
             set by the demo and the tests for upstreams they start.
+        with_secrets: the vault holds the bottle's secret values at SECRETS_PATH.
     """
+    dlp: dict[str, Any] = {"include_defaults": True}
+    if with_secrets:
+        dlp |= {"secrets_file": SECRETS_PATH, "min_env_secret_length": MIN_SECRET_LENGTH}
     config = {
         "version": 1,
         "mode": "strict",
         "api_allowlist": list(allowlist),
         "trusted_domains": list(trusted),
-        "fetch_proxy": {"listen": f"0.0.0.0:{PROXY_PORT}", "timeout_seconds": 60},
+        # /metrics and /stats on loopback only: the agent's network sees the proxy alone.
+        "metrics_listen": f"127.0.0.1:{METRICS_PORT}",
+        "fetch_proxy": {
+            "listen": f"0.0.0.0:{PROXY_PORT}",
+            # For plain-HTTP requests this bounds the whole response, and a streamed model
+            # answer through the credential proxy may last many minutes.
+            "timeout_seconds": FORWARD_TIMEOUT_SECONDS,
+            "monitoring": {"max_requests_per_minute": MAX_REQUESTS_PER_MINUTE},
+        },
         "forward_proxy": {
             "enabled": True,
             "max_tunnel_seconds": MAX_TUNNEL_SECONDS,
@@ -120,9 +158,10 @@ def pipelock_config(allowlist: list[str], trusted: list[str] | tuple[str, ...] =
             "action": "block",
             "max_body_bytes": MAX_REQUEST_BODY_BYTES,
             "scan_headers": True,
-            "header_mode": "sensitive",
+            # Every header, names included: a custom header carries data as well as a body.
+            "header_mode": "all",
         },
-        "dlp": {"include_defaults": True},
+        "dlp": dlp,
         # Runs of 12+ common English words pass for BIP-39 seed phrases: Claude Code's own
         # request bodies trip it, which would refuse every turn of the agent.
         "seed_phrase_detection": {"enabled": False},
@@ -137,10 +176,30 @@ def pipelock_config(allowlist: list[str], trusted: list[str] | tuple[str, ...] =
             "ca_key": CA_KEY_PATH,
             "max_response_bytes": MAX_RESPONSE_BYTES,
         },
-        "logging": {"format": "json", "output": "stdout"},
+        # Container logs are on the engine's disk (a VM's too): refusals only, no allowed URLs.
+        "logging": {
+            "format": "json",
+            "output": "stdout",
+            "include_allowed": False,
+            "include_blocked": True,
+        },
     }
     # JSON is valid YAML, and needs no YAML library.
     return json.dumps(config, indent=2) + "\n"
+
+
+def secret_values(values: Iterable[str]) -> bytes | None:
+    """The secrets file: each distinct value pipelock can match exactly, one per line, or
+    None when there is none (pipelock skips values under MIN_SECRET_LENGTH)."""
+    kept = sorted(
+        {v.strip() for v in values if len(v.strip()) >= MIN_SECRET_LENGTH and "\n" not in v}
+    )
+    return ("\n".join(kept) + "\n").encode() if kept else None
+
+
+def trust_env() -> dict[str, str]:
+    """The proxy's environment when it has extra upstream CAs in the vault."""
+    return {"SSL_CERT_DIR": f"{CONFIG_DIR}/{TRUST_SECTION}"}
 
 
 def pipelock_command() -> list[str]:
@@ -149,6 +208,78 @@ def pipelock_command() -> list[str]:
 
 def healthcheck_command() -> list[str]:
     return ["/pipelock", "healthcheck", "--addr", f"127.0.0.1:{PROXY_PORT}"]
+
+
+def start(
+    site: SidecarSite,
+    trusted_hosts: Sequence[str],
+    upstream_cas: Sequence[bytes],
+    sidecars: Sequence[str] = (),
+) -> tuple[AgentGrant, str]:
+    """Start pipelock on the internal and the outside network; the agent goes through it.
+
+    Args:
+        site: the bottle being launched.
+        trusted_hosts: allowlisted hosts that may resolve to private addresses (tests).
+        upstream_cas: PEM CA certificates trusted for upstream TLS beyond the image's bundle.
+        sidecars: the bottle's sidecars the agent reaches through the proxy, by name on
+            the outside network (allowed, at their private addresses).
+
+    Returns:
+        What the agent is granted, and the proxy's address on the outside network.
+    """
+    plan = site.plan
+    assert plan.images.egress
+    site.progress("starting the egress proxy")
+    ca = make_ca(plan.spec.identity)
+    secrets = secret_values(
+        v.value.get_secret_value()
+        for v in plan.spec.env.values()
+        if v.value is not None and v.source != "literal"
+    )
+    config = pipelock_config(
+        [*plan.allowlist, *sidecars], (*trusted_hosts, *sidecars), with_secrets=bool(secrets)
+    )
+    files = {"pipelock.yaml": config.encode(), "ca.pem": ca.cert_pem, "ca-key.pem": ca.key_pem}
+    site.vault.put("egress", files | ({"secrets.txt": secrets} if secrets else {}))
+    trust = b"".join(upstream_cas)
+    if trust:
+        site.vault.put(TRUST_SECTION, {"extra-cas.pem": trust})
+    proxy = start_container(
+        site,
+        plan.images.egress,
+        pipelock_command(),
+        role=L.ROLE_EGRESS,
+        alias=PROXY_ALIAS,
+        volumes={site.vault.volume: {"bind": CONFIG_DIR, "mode": "ro"}},
+        environment=trust_env() if trust else {},
+        mem_limit="256m",
+    )
+    _wait_healthy(proxy)
+    proxies = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+    grant = AgentGrant(
+        env={name: PROXY_URL for name in proxies},
+        ca_certs=(ca.cert_pem,),
+        containers=(str(proxy.id),),
+    )
+    assert site.outside is not None
+    return grant, address_on(proxy, site.outside)
+
+
+def _wait_healthy(proxy: Any) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        proxy.reload()
+        if proxy.status != "running":
+            logs = proxy.logs(tail=5).decode(errors="replace").strip()
+            raise BottleError(
+                f"the egress proxy stopped: {logs[-300:]}",
+                hint=f"pinned image {pins.pipelock_image()}",
+            )
+        if proxy.exec_run(healthcheck_command()).exit_code == 0:
+            return
+        time.sleep(0.2)
+    raise BottleError(f"the egress proxy did not become healthy in {READY_TIMEOUT:.0f}s")
 
 
 def current_allowlist(client: docker.DockerClient, identity: str) -> list[str]:

@@ -5,8 +5,9 @@ scp-like `User@Host:`) to the gate, `http://git-gate:8080/<remote>/<form>/`, whi
 reaches on the bottle's internal network. The gate (resources/gitgate: a small smart-HTTP
 server over `git http-backend`, on the agent image plus the pinned gitleaks) holds a
 bare mirror per repository, brings it up to date from the upstream over SSH before every
-fetch or push (failing when the upstream cannot be reached), scans pushed commits with
-gitleaks and forwards clean pushes upstream. The upstream private key, its pinned host
+fetch or push (failing when the upstream cannot be reached), scans every object a push adds
+with gitleaks, refuses force-pushes, deletions and CI changes unless the remote allows them,
+and forwards clean pushes upstream. The upstream private key, its pinned host
 key and the SSH settings live only in the bottle's tmpfs vault, readable by the gate's
 uid alone; the upstream's `ExtraHosts` are the gate's, not the agent's.
 """
@@ -126,8 +127,20 @@ def vault_files(named: Sequence[Remote]) -> dict[str, bytes]:
     ]
     files["ssh_config"] = ("\n".join(config) + "\n").encode()
     files["known_hosts"] = ("\n".join(known_hosts) + "\n").encode()
-    files["remotes.json"] = json.dumps({"remotes": [r.name for r in named]}).encode()
+    files["remotes.json"] = json.dumps(
+        {"remotes": {r.name: policy(r.spec) for r in named}}
+    ).encode()
     return files
+
+
+def policy(spec: GitRemoteSpec) -> dict[str, bool]:
+    """What the gate's pre-receive hook may forward for this remote beyond fast-forwards of
+    commits that leave CI definitions alone (the gate server's POLICY_KEYS)."""
+    return {
+        "allowForcePush": spec.allow_force_push,
+        "allowDeletes": spec.allow_deletes,
+        "allowCIChanges": spec.allow_ci_changes,
+    }
 
 
 def _read_key(spec: GitRemoteSpec) -> bytes:

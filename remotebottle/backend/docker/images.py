@@ -19,6 +19,7 @@ import docker
 import docker.errors
 
 from remotebottle import pins
+from remotebottle.backend.docker import derived
 from remotebottle.backend.spec import BottleSpec, ImageRefs
 from remotebottle.errors import BottleError, EngineError
 
@@ -145,13 +146,25 @@ def build_derived_image(
     client: docker.DockerClient, base: str, lines: str, progress: Progress
 ) -> str:
     """`base` plus Dockerfile `lines` run as root (a bottle's approved capabilities), built
-    once per content; the result runs as the agent user like the base."""
-    dockerfile = f"FROM {base}\nUSER root\n{lines.rstrip()}\nUSER agent\n".encode()
-    ref = f"{AGENT_REPOSITORY}-custom:{inputs_hash({'Dockerfile': dockerfile}, base)}"
+    once per content; the result runs as the agent user like the base.
+
+    Only the download of approved packages has network (see `derived`); the lines
+    themselves are built with none.
+    """
+    packages = derived.packages_of(lines)
+    digest = inputs_hash({"lines": lines.encode()}, base)
+    ref = f"{AGENT_REPOSITORY}-custom:{digest}"
     if has_image(client, ref):
         return ref
-    progress(f"building {ref} with the bottle's approved capabilities")
-    build_image(client, ref, {"Dockerfile": dockerfile}, {}, progress)
+    start = base
+    if packages:
+        start = f"{AGENT_REPOSITORY}-custom:{digest}-packages"
+        progress(f"downloading the approved packages: {' '.join(packages)}")
+        download = derived.download_dockerfile(base, packages)
+        build_image(client, start, {"Dockerfile": download}, {}, progress)
+    dockerfile = derived.offline_dockerfile(start, lines, downloaded=bool(packages))
+    progress(f"building {ref} with the bottle's approved capabilities (no network)")
+    build_image(client, ref, {"Dockerfile": dockerfile}, {}, progress, network_mode="none")
     return ref
 
 
@@ -179,8 +192,11 @@ def build_image(
     files: dict[str, bytes],
     buildargs: dict[str, str],
     progress: Progress,
+    *,
+    network_mode: str | None = None,
 ) -> None:
-    """Build `ref` from a context of `files` (one of them the Dockerfile), reporting steps."""
+    """Build `ref` from a context of `files` (one of them the Dockerfile), reporting steps.
+    `network_mode="none"`: its RUN steps have no network."""
     tail: list[str] = []
     try:
         stream = client.api.build(
@@ -191,6 +207,7 @@ def build_image(
             rm=True,
             forcerm=True,
             decode=True,
+            network_mode=network_mode,
         )
         for chunk in stream:
             if "error" in chunk:

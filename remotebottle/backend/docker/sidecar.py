@@ -80,12 +80,23 @@ class AgentGrant:
 
 
 def start_container(
-    site: SidecarSite, image: str, command: list[str], *, role: str, alias: str, **kwargs: Any
+    site: SidecarSite,
+    image: str,
+    command: list[str],
+    *,
+    role: str,
+    alias: str | None,
+    outside_aliases: list[str] | None = None,
+    **kwargs: Any,
 ) -> Any:
-    """Create a hardened sidecar container of the bottle on its outside network, join it to
-    the internal network as `alias`, and start it. `kwargs` go to `containers.create`."""
+    """Create a hardened sidecar container of the bottle on its outside network (named
+    `outside_aliases` there), join it to the internal network as `alias` (unless None: the
+    agent cannot reach it then), and start it. `kwargs` go to `containers.create`."""
     spec = site.plan.spec
     assert site.outside is not None
+    if outside_aliases:
+        endpoint = site.client.api.create_endpoint_config(aliases=outside_aliases)
+        kwargs["networking_config"] = {site.outside.id: endpoint}
     try:
         container = site.client.containers.create(
             image,
@@ -98,11 +109,21 @@ def start_container(
             **HARDENING,
             **kwargs,
         )
-        site.internal.connect(container, aliases=[alias])
+        if alias is not None:
+            site.internal.connect(container, aliases=[alias])
         container.start()
     except docker.errors.DockerException as exc:
         raise EngineError(f"could not start the bottle's {role}: {exc}") from None
     return container
+
+
+def address_on(container: Any, network: Any) -> str:
+    """The container's IPv4 address on `network` (both docker-py objects)."""
+    try:
+        container.reload()
+        return str(container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"])
+    except (docker.errors.DockerException, KeyError) as exc:
+        raise EngineError(f"could not read the address of {container.name}: {exc}") from None
 
 
 def internal_subnet(site: SidecarSite) -> str:

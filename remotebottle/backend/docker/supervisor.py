@@ -1,8 +1,9 @@
 """The supervisor sidecar: the agent's proposals wait here for the operator's decision.
 
-A stdlib Python server (resources/supervisor/supervisor.py) run on the agent image
-as its own user, on the bottle's internal network only (it needs no way out). The
-agent files proposals at `http://supervisor:8090/proposals` with `rbottle-propose`
+A Python server (resources/supervisor/supervisor.py: the standard library, plus the
+host-name rules and Public Suffix List shipped next to it, `script_files`) run on the
+agent image as its own user, on the bottle's internal network only (it needs no way
+out). The agent files proposals at `http://supervisor:8090/proposals` with `rbottle-propose`
 (put in its home, with a Claude Code skill saying when to use it) and blocks until
 the answer. The operator's side is not on any network: a command exec'd in the
 sidecar through the engine (local, or a VM's through the SSH tunnel) talks to the
@@ -20,6 +21,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from remotebottle import hostnames
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.sidecar import HARDENING, AgentGrant, SidecarSite
 from remotebottle.backend.docker.streams import exec_with_stdin
@@ -49,16 +51,39 @@ def _resource(name: str) -> bytes:
     return resources.files("remotebottle").joinpath(f"resources/supervisor/{name}").read_bytes()
 
 
+def script_files() -> dict[str, bytes]:
+    """The supervisor's script and what it imports beyond the standard library: the rules
+    for host names (`remotebottle.hostnames`, as a package of its own) and the Public
+    Suffix List package they use. The script's directory is first on its `sys.path`."""
+    package = resources.files("remotebottle")
+    psl = resources.files("publicsuffixlist")
+    return {
+        "supervisor.py": _resource("supervisor.py"),
+        "remotebottle/__init__.py": b"",
+        "remotebottle/hostnames.py": package.joinpath("hostnames.py").read_bytes(),
+        "publicsuffixlist/__init__.py": psl.joinpath("__init__.py").read_bytes(),
+        "publicsuffixlist/public_suffix_list.dat": psl.joinpath(
+            "public_suffix_list.dat"
+        ).read_bytes(),
+    }
+
+
 def start(site: SidecarSite) -> AgentGrant:
     """Start the bottle's supervisor and give the agent `rbottle-propose` and its skill."""
     spec = site.plan.spec
     site.progress("starting the supervisor")
-    site.vault.put(VAULT_DIR, {"supervisor.py": _resource("supervisor.py")}, uid=UID)
+    site.vault.put(VAULT_DIR, script_files(), uid=UID)
+    serve = [SCRIPT, "serve", "--port", str(PORT), "--control", CONTROL]
+    try:
+        for origin in sorted(hostnames.plain_http_for_tests()):
+            serve += ["--plain-http-upstream", origin]
+    except hostnames.Refused as exc:
+        raise BottleError(str(exc)) from None
     client = site.client
     try:
         container = client.containers.create(
             site.agent_image,
-            [SCRIPT, "serve", "--port", str(PORT), "--control", CONTROL],
+            serve,
             entrypoint=["python3"],
             name=f"rb-{spec.identity}-{L.ROLE_SUPERVISOR}",
             labels=L.labels(spec.identity, spec.agent, L.ROLE_SUPERVISOR, spec.host),

@@ -4,16 +4,23 @@
 // sent is dropped. The route table (with the secret header values) is a file in the
 // bottle's tmpfs vault; SIGHUP reloads it. Bodies are streamed, never logged.
 //
-// usage: node credproxy.js ROUTES_JSON PORT [AGENT_SUBNET]
-// With AGENT_SUBNET (the bottle's internal network, e.g. 172.20.0.0/16), only connections
-// that arrive on that network are served: not the engine host, not the outside network.
+// A route with a `policy` (the `anthropic-base-url` role) passes only what
+// anthropic_policy.js allows; every refusal is logged as an event "refused".
+//
+// usage: node credproxy.js ROUTES_JSON PORT [FROM]
+// FROM limits who is served: a subnet (the bottle's internal network, e.g. 172.20.0.0/16:
+// only connections arriving on that network), or `peer:IP` (only connections from that
+// address: the bottle's egress proxy, when the agent reaches this proxy through it).
 
 const fs = require('fs');
 const http = require('http');
 const https = require('https');
+const policy = require('./anthropic_policy.js');
 
-const [routesFile, portArg, subnetArg] = process.argv.slice(2);
+const [routesFile, portArg, fromArg] = process.argv.slice(2);
 const port = Number(portArg || 8080);
+const peerOnly = fromArg && fromArg.startsWith('peer:') ? fromArg.slice(5) : null;
+const subnetArg = fromArg && !peerOnly ? fromArg : null;
 
 function ipv4(text) {
   const parts = String(text).replace(/^::ffff:/, '').split('.').map(Number);
@@ -26,6 +33,11 @@ function inSubnet(address, cidr) {
   const mask = Number(bits) === 0 ? 0 : (~0 << (32 - Number(bits))) >>> 0;
   const ip = ipv4(address);
   return ip !== null && ((ip & mask) >>> 0) === ((ipv4(base) & mask) >>> 0);
+}
+
+function allowedFrom(socket) {
+  if (peerOnly) return String(socket.remoteAddress).replace(/^::ffff:/, '') === peerOnly;
+  return !subnetArg || inSubnet(socket.localAddress, subnetArg);
 }
 
 // Credentials from the agent never pass; hop-by-hop headers are the connection's own.
@@ -54,7 +66,7 @@ function loadRoutes() {
     for (const [name, value] of Object.entries(route.inject || {})) {
       inject[name.toLowerCase()] = value;
     }
-    routes.set(route.name, { upstream, inject });
+    routes.set(route.name, { upstream, inject, policy: route.policy || null });
   }
   return routes;
 }
@@ -77,8 +89,8 @@ process.on('SIGHUP', () => {
   }
 });
 
-function refuse(res, status, message) {
-  const body = JSON.stringify({ type: 'error', error: { type: 'cred_proxy_error', message } });
+function refuse(res, status, message, kind = 'cred_proxy_error') {
+  const body = JSON.stringify({ type: 'error', error: { type: kind, message } });
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   res.end(body);
 }
@@ -93,7 +105,7 @@ function targetOf(route, rest, search) {
 
 function serve(req, res) {
   const started = Date.now();
-  if (subnetArg && !inSubnet(req.socket.localAddress, subnetArg)) {
+  if (!allowedFrom(req.socket)) {
     log({ method: req.method, status: 403, error: 'not from the bottle' });
     refuse(res, 403, 'the credential proxy serves the bottle\'s agent only');
     return;
@@ -119,13 +131,82 @@ function serve(req, res) {
     refuse(res, 404, `no credential route named ${JSON.stringify(name)}`);
     return;
   }
-  const target = targetOf(route, match[2] || '', incoming.search);
+  const rest = match[2] || '';
+  if (route.policy) {
+    servePolicy(req, res, name, route, rest, incoming.search, started);
+    return;
+  }
   const headers = {};
   for (const [key, value] of Object.entries(req.headers)) {
     if (!DROPPED.has(key) && !(key in route.inject)) headers[key] = value;
   }
-  Object.assign(headers, route.inject);
-  headers.host = target.host;
+  forward(req, res, name, route, targetOf(route, rest, incoming.search), headers, null, started);
+}
+
+// Refused, logged with the reason (never the body), answered in the Messages API's shape.
+function refusePolicy(res, name, method, rest, reason) {
+  log({ event: 'refused', route: name, method, path: rest.slice(0, 200), reason });
+  refuse(res, 403, `the bottle's credential proxy refused this request: ${reason}`, 'permission_error');
+}
+
+function servePolicy(req, res, name, route, rest, search, started) {
+  const allowed = policy.endpoint(req.method, rest, search);
+  if (!allowed) {
+    refusePolicy(res, name, req.method, rest, `${req.method} /${rest}${search} is not an endpoint Claude Code uses`);
+    return;
+  }
+  const filtered = policy.filterHeaders(req.headers, route.policy);
+  if (filtered.stripped.length) {
+    log({ event: 'stripped', route: name, betas: filtered.stripped.map((b) => b.slice(0, 80)) });
+  }
+  const target = targetOf(route, rest, search);
+  if (!allowed.body) {
+    forward(req, res, name, route, target, filtered.headers, Buffer.alloc(0), started);
+    return;
+  }
+  const encoding = String(req.headers['content-encoding'] || 'identity').toLowerCase();
+  if (encoding !== 'identity') {
+    refusePolicy(res, name, req.method, rest, `a ${encoding.slice(0, 20)}-encoded body cannot be checked`);
+    return;
+  }
+  const chunks = [];
+  let size = 0;
+  let over = false;
+  req.on('data', (chunk) => {
+    size += chunk.length;
+    if (size > policy.MAX_BODY_BYTES) over = true;
+    else chunks.push(chunk);
+  });
+  req.on('end', () => {
+    if (over) {
+      refusePolicy(res, name, req.method, rest, `the body is over ${policy.MAX_BODY_BYTES} bytes`);
+      return;
+    }
+    const raw = Buffer.concat(chunks);
+    let body;
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch {
+      refusePolicy(res, name, req.method, rest, 'the body is not JSON');
+      return;
+    }
+    const problem = policy.checkBody(body, route.policy);
+    if (problem) {
+      refusePolicy(res, name, req.method, rest, problem);
+      return;
+    }
+    forward(req, res, name, route, target, filtered.headers, raw, started);
+  });
+}
+
+// Send the request upstream with the route's headers injected; stream the answer back.
+// `body`: the bytes to send, or null to stream the agent's request body through.
+function forward(req, res, name, route, target, passed, body, started) {
+  const headers = { ...passed, ...route.inject, host: target.host };
+  if (body) {
+    delete headers['transfer-encoding'];
+    headers['content-length'] = String(body.length);
+  }
 
   const client = target.protocol === 'https:' ? https : http;
   const options = { method: req.method, headers, agent: agents[target.protocol] };
@@ -145,7 +226,8 @@ function serve(req, res) {
     else res.destroy();
   });
   res.on('close', () => { if (!res.writableFinished) upstream.destroy(); });
-  req.pipe(upstream);
+  if (body) upstream.end(body);
+  else req.pipe(upstream);
 }
 
 const server = http.createServer((req, res) => {

@@ -6,9 +6,11 @@ The agent speaks smart HTTP to it: `http://git-gate:8080/<remote>/<form>/<path>`
 the agent spelled the URL (`ssh` for `ssh://user@host/path`, `scp` for `user@host:path`).
 Before advertising refs, the gate brings its bare mirror up to date from the upstream over
 SSH (creating it on first use); if that fails, so does the agent's request: never stale
-data. Pushes go through `git http-backend` into the mirror, whose pre-receive hook scans
-them with gitleaks and forwards them upstream. The upstream key, host key and SSH
-settings live only in the vault, read-only to this uid.
+data. Pushes go through `git http-backend` into the mirror, whose pre-receive hook checks
+and scans them and forwards them upstream; what it may forward beyond fast-forwards (force
+pushes, deletions, CI changes) is the remote's policy, set in the mirror's config (`gitgate.*`)
+on every refresh. The upstream key, host key and SSH settings live only in the vault,
+read-only to this uid.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import threading
 import urllib.parse
+from collections.abc import Collection
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -39,6 +42,8 @@ AGENT_SUBNET = os.environ.get("GITGATE_AGENT_SUBNET", "")
 UPSTREAM_TIMEOUT = 600
 SERVICES = ("git-upload-pack", "git-receive-pack")
 SUFFIXES = ("/info/refs", "/git-upload-pack", "/git-receive-pack")
+# What a remote may allow the hook to forward (the vault's remotes.json); all off by default.
+POLICY_KEYS = ("allowForcePush", "allowDeletes", "allowCIChanges")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -55,8 +60,9 @@ class UpstreamError(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """One request's repository: its upstream (`alias:path`) and its mirror."""
+    """One request's repository: its remote, its upstream (`alias:path`) and its mirror."""
 
+    remote: str
     upstream: str
     mirror: Path
     suffix: str
@@ -73,11 +79,18 @@ def git_env() -> dict[str, str]:
     }
 
 
-def load_remotes() -> frozenset[str]:
-    return frozenset(json.loads((VAULT / "remotes.json").read_text())["remotes"])
+Policy = dict[str, bool]
 
 
-def parse(path: str, remotes: frozenset[str]) -> Target | None:
+def load_remotes() -> dict[str, Policy]:
+    """Each remote's name and what the hook may forward for it."""
+    remotes = json.loads((VAULT / "remotes.json").read_text())["remotes"]
+    return {
+        name: {k: policy.get(k) is True for k in POLICY_KEYS} for name, policy in remotes.items()
+    }
+
+
+def parse(path: str, remotes: Collection[str]) -> Target | None:
     """The target of a request path, or None when it names nothing this gate serves."""
     parts = urllib.parse.unquote(path).split("/", 3)
     if len(parts) != 4 or parts[0] or parts[1] not in remotes or parts[2] not in ("ssh", "scp"):
@@ -94,7 +107,7 @@ def parse(path: str, remotes: frozenset[str]) -> Target | None:
     else:
         upstream = f"{remote}:{repo}"
     key = hashlib.sha256(upstream.encode()).hexdigest()[:32]
-    return Target(upstream, MIRRORS / f"{key}.git", suffix)
+    return Target(remote, upstream, MIRRORS / f"{key}.git", suffix)
 
 
 _locks: dict[Path, threading.Lock] = {}
@@ -118,7 +131,16 @@ def _run(argv: list[str], what: str) -> None:
         raise UpstreamError(f"{what} failed:\n{detail}")
 
 
-def refresh(target: Target) -> None:
+def _configure(mirror: Path, settings: list[tuple[str, str]]) -> None:
+    for key, value in settings:
+        _run(["git", "-C", str(mirror), "config", key, value], "configuring the mirror")
+
+
+def _policy_settings(policy: Policy) -> list[tuple[str, str]]:
+    return [(f"gitgate.{key}", "true" if policy.get(key) else "false") for key in POLICY_KEYS]
+
+
+def refresh(target: Target, policy: Policy) -> None:
     """Make the mirror match the upstream now (clone it on first use), or raise."""
     with _lock(target.mirror):
         if target.mirror.is_dir():
@@ -126,6 +148,7 @@ def refresh(target: Target) -> None:
                 ["git", "-C", str(target.mirror), "fetch", "--prune", "--quiet", "origin"],
                 f"fetching {target.upstream}",
             )
+            _configure(target.mirror, _policy_settings(policy))
             return
         scratch = MIRRORS / f".new-{secrets.token_hex(6)}"
         try:
@@ -133,12 +156,12 @@ def refresh(target: Target) -> None:
                 ["git", "clone", "--mirror", "--quiet", target.upstream, str(scratch)],
                 f"cloning {target.upstream}",
             )
-            for key, value in (
+            settings = [
                 ("http.receivepack", "true"),
                 ("core.hooksPath", HOOKS),
                 ("receive.advertisePushOptions", "false"),
-            ):
-                _run(["git", "-C", str(scratch), "config", key, value], "configuring the mirror")
+            ]
+            _configure(scratch, settings + _policy_settings(policy))
             scratch.rename(target.mirror)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -146,7 +169,7 @@ def refresh(target: Target) -> None:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # for Expect: 100-continue; every response closes
-    remotes: ClassVar[frozenset[str]] = frozenset()
+    remotes: ClassVar[dict[str, Policy]] = {}
 
     def do_GET(self) -> None:
         self._serve("GET")
@@ -173,7 +196,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._reply(403, "git gate: only smart HTTP (git >= 1.6.6) is served\n")
                 return
             try:
-                refresh(target)
+                refresh(target, self.remotes[target.remote])
             except UpstreamError as exc:
                 self._reply(502, f"git gate: {exc}\n")
                 return

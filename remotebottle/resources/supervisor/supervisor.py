@@ -1,8 +1,10 @@
 """The bottle's supervisor: carries the agent's proposals to the operator and back.
 
-Runs in its own sidecar container (stdlib only, python3 of the agent image).
+Runs in its own sidecar container (python3 of the agent image: the standard library,
+and the two packages shipped next to this script).
 
     supervisor.py serve --port 8090 --control /run/supervisor/control.sock
+        [--plain-http-upstream NAME:PORT ...]   (the test suite's own upstreams only)
         The agent POSTs /proposals ({kind, payload, reason, timeout}) on the port; the
         request is validated, kept in memory, and blocks until the operator decides, the
         timeout passes, or the agent hangs up (the proposal is then withdrawn). The
@@ -16,7 +18,9 @@ Runs in its own sidecar container (stdlib only, python3 of the agent image).
         Exit 0 delivered, 3 no such pending proposal, 2 anything else.
 
 Proposals carry names and hosts only: a payload with anything that looks like a
-secret value (header values, credentials in a URL) is refused when filed.
+secret value (header values, credentials in a URL) is refused when filed. Host names and
+upstreams follow `remotebottle.hostnames`, shipped next to this script with the
+`publicsuffixlist` it needs; an agent's are held to more than the operator's edits.
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ import sys
 import threading
 import time
 import unicodedata
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, NamedTuple
+
+from remotebottle import hostnames
 
 KINDS = ("egress", "cred-route", "capability")
 DEFAULT_TIMEOUT = 600
@@ -48,16 +53,31 @@ MAX_PACKAGES = 64
 MAX_DOCKERFILE = 16 * 1024
 EXIT_GONE = 3
 
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
-_HEADER_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
-_HOST_LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
-_HOSTNAME_RE = re.compile(rf"^(\*\.)?{_HOST_LABEL}(\.{_HOST_LABEL})*$")
-_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]{0,99}(=[A-Za-z0-9.+~:_-]{1,100})?$")
+# Matched whole (`fullmatch`): `$` would let a trailing newline through.
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
+_HEADER_RE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}")
+_PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]{0,99}(=[A-Za-z0-9.+~:_-]{1,100})?")
 ROLES = (None, "anthropic-base-url")
+# A fragment adds to the image: nothing fetched by the build itself (ADD, COPY --from),
+# no new stage, user, entrypoint or other change to how the bottle runs.
+DOCKERFILE_INSTRUCTIONS = ("RUN", "ENV", "WORKDIR", "ARG", "LABEL")
 
 
 class Invalid(ValueError):
     """A proposal the supervisor refuses to file; the message goes back to the agent."""
+
+
+class Rules(NamedTuple):
+    """Whose payload is checked: an agent's proposal, or the operator's edit of one.
+
+    `plain_http`: `name:port` upstreams allowed over plain http (the test suite's only).
+    """
+
+    operator: bool = False
+    plain_http: frozenset[str] = frozenset()
+
+
+AGENT = Rules()
 
 
 def _text(value: Any, what: str, limit: int) -> str:
@@ -86,47 +106,40 @@ def _strings(value: Any, what: str, limit: int) -> list[str]:
     return value
 
 
-def _host(value: str) -> str:
-    host = value.strip().lower().rstrip(".")
-    last = host.rsplit(".", 1)[-1]
-    if len(host) > 253 or not _HOSTNAME_RE.match(host) or last.isdigit():
-        raise Invalid(f"{value!r} is not a host name (no scheme, port, path or IP address)")
-    if host.startswith("*.") and "." not in host[2:]:
-        raise Invalid(f"{value!r} is too wide: a wildcard needs a domain (*.example.com)")
-    return host
+def _host(value: str, rules: Rules) -> str:
+    try:
+        return hostnames.check_host(value, by_agent=not rules.operator)
+    except hostnames.Refused as exc:
+        raise Invalid(str(exc)) from None
 
 
-def _egress(payload: dict[str, Any]) -> dict[str, Any]:
+def _egress(payload: dict[str, Any], rules: Rules) -> dict[str, Any]:
     _keys(payload, {"hosts"})
     hosts = _strings(payload.get("hosts"), "hosts", MAX_HOSTS)
     if not hosts:
         raise Invalid("name at least one host")
-    return {"hosts": list(dict.fromkeys(_host(h) for h in hosts))}
+    return {"hosts": list(dict.fromkeys(_host(h, rules) for h in hosts))}
 
 
-def _cred_route(payload: dict[str, Any]) -> dict[str, Any]:
+def _cred_route(payload: dict[str, Any], rules: Rules) -> dict[str, Any]:
     headers = payload.get("headers", [])
     if isinstance(headers, dict) or any(k in payload for k in ("inject", "secrets", "values")):
         raise Invalid("a proposal carries header names only: the operator supplies the values")
     _keys(payload, {"name", "upstream", "headers", "role"})
     name = payload.get("name")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise Invalid("name must be 1-40 lowercase letters, digits, '-' or '_'")
-    upstream = payload.get("upstream")
-    if not isinstance(upstream, str) or len(upstream) > 2000 or not upstream.isprintable():
-        raise Invalid("upstream must be an http(s) URL")
-    if any(c.isspace() for c in upstream):
-        raise Invalid("upstream must be an http(s) URL")
-    parts = urlsplit(upstream)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Invalid("upstream must be an http(s) URL")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise Invalid("upstream must not carry credentials, a query or a fragment")
+    try:
+        upstream = hostnames.check_upstream(
+            payload.get("upstream"), by_agent=not rules.operator, plain_http=rules.plain_http
+        )
+    except hostnames.Refused as exc:
+        raise Invalid(str(exc)) from None
     names = _strings(headers, "headers", 16)
     if not names:
         # A route injects something, else it is only an unscanned way out of the bottle.
         raise Invalid("name at least one header the operator will supply a value for")
-    bad = [h for h in names if not _HEADER_RE.match(h)]
+    bad = [h for h in names if not _HEADER_RE.fullmatch(h)]
     if bad:
         raise Invalid(f"not a header name (values are supplied by the operator): {bad[0]!r}")
     role = payload.get("role")
@@ -135,10 +148,10 @@ def _cred_route(payload: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "upstream": upstream, "headers": names, "role": role}
 
 
-def _capability(payload: dict[str, Any]) -> dict[str, Any]:
+def _capability(payload: dict[str, Any], _rules: Rules) -> dict[str, Any]:
     _keys(payload, {"packages", "dockerfile"})
     packages = _strings(payload.get("packages", []), "packages", MAX_PACKAGES)
-    bad = [p for p in packages if not _PACKAGE_RE.match(p)]
+    bad = [p for p in packages if not _PACKAGE_RE.fullmatch(p)]
     if bad:
         raise Invalid(f"not a Debian package name: {bad[0]!r}")
     dockerfile = _text(payload.get("dockerfile", ""), "dockerfile", MAX_DOCKERFILE)
@@ -146,22 +159,47 @@ def _capability(payload: dict[str, Any]) -> dict[str, Any]:
         raise Invalid(f"the Dockerfile fragment is over {MAX_DOCKERFILE} bytes")
     if not packages and not dockerfile.strip():
         raise Invalid("name packages, a Dockerfile fragment, or both")
+    refused = [i for i in instructions(dockerfile) if i not in DOCKERFILE_INSTRUCTIONS]
+    if refused:
+        raise Invalid(
+            f"Dockerfile instruction {refused[0]} is not allowed in a fragment"
+            f" (only {', '.join(DOCKERFILE_INSTRUCTIONS)})"
+        )
     return {"packages": packages, "dockerfile": dockerfile}
+
+
+def instructions(fragment: str) -> list[str]:
+    """The instruction of each logical line of a Dockerfile fragment, as the builder reads
+    it: comment lines and blank lines inside a continued (`\\`) line do not end it.
+    Raises `Invalid` for a fragment that ends inside a continued line."""
+    found: list[str] = []
+    continued = False
+    for raw in fragment.split("\n"):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not continued:
+            found.append(line.split(None, 1)[0].upper())
+        continued = line.endswith("\\")
+    if continued:
+        # The lines after the fragment (`USER agent`) would become part of its last one.
+        raise Invalid("the Dockerfile fragment must not end with a continued line")
+    return found
 
 
 VALIDATORS = {"egress": _egress, "cred-route": _cred_route, "capability": _capability}
 
 
-def validate(kind: Any, payload: Any) -> dict[str, Any]:
+def validate(kind: Any, payload: Any, rules: Rules = AGENT) -> dict[str, Any]:
     """The payload in canonical form, or `Invalid` saying what is wrong."""
     if kind not in VALIDATORS:
         raise Invalid(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
     if not isinstance(payload, dict):
         raise Invalid("payload must be a JSON object")
-    return VALIDATORS[kind](payload)
+    return VALIDATORS[kind](payload, rules)
 
 
-def filing(body: Any) -> tuple[str, dict[str, Any], str, float]:
+def filing(body: Any, rules: Rules = AGENT) -> tuple[str, dict[str, Any], str, float]:
     """(kind, payload, reason, timeout) of a POST /proposals body."""
     if not isinstance(body, dict):
         raise Invalid("the request body must be a JSON object")
@@ -169,7 +207,7 @@ def filing(body: Any) -> tuple[str, dict[str, Any], str, float]:
     if unknown:
         raise Invalid(f"unknown field(s): {', '.join(unknown)}")
     kind = body.get("kind")
-    payload = validate(kind, body.get("payload"))
+    payload = validate(kind, body.get("payload"), rules)
     reason = _text(body.get("reason", ""), "reason", MAX_REASON)
     timeout = body.get("timeout", DEFAULT_TIMEOUT)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
@@ -207,9 +245,14 @@ class Board:
     """The proposals waiting for the operator. Every change happens under one lock, so a
     decision and a timeout (or a hang-up) cannot both win."""
 
-    def __init__(self) -> None:
+    def __init__(self, rules: Rules = AGENT) -> None:
         self._lock = threading.Lock()
         self._pending: dict[str, Pending] = {}
+        self.rules = rules
+
+    @property
+    def _operator(self) -> Rules:
+        return self.rules._replace(operator=True)
 
     def file(self, kind: str, payload: dict[str, Any], reason: str) -> Pending:
         with self._lock:
@@ -235,7 +278,7 @@ class Board:
                 return False
             payload = item.payload
             if decision["approve"] and decision.get("payload") is not None:
-                payload = validate(item.kind, decision["payload"])
+                payload = validate(item.kind, decision["payload"], self._operator)
             del self._pending[pid]
             status = "approved" if decision["approve"] else "rejected"
             item.answer = {"id": pid, "status": status, "reason": reason, "payload": payload}
@@ -300,7 +343,7 @@ def agent_handler(board: Board) -> type[http.server.BaseHTTPRequestHandler]:
                     body = json.loads(self.rfile.read(size))
                 except ValueError:
                     raise Invalid("the request body is not JSON") from None
-                kind, payload, reason, timeout = filing(body)
+                kind, payload, reason, timeout = filing(body, board.rules)
                 item = board.file(kind, payload, reason)
             except Invalid as exc:
                 self._reply(400, {"error": str(exc)})
@@ -352,8 +395,8 @@ class ControlServer(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
 
 
-def serve(host: str, port: int, control: str) -> None:
-    board = Board()
+def serve(host: str, port: int, control: str, plain_http: list[str]) -> None:
+    board = Board(Rules(plain_http=frozenset(plain_http)))
     ctl = ControlServer(control, control_handler(board))
     threading.Thread(target=ctl.serve_forever, daemon=True).start()
     agent = AgentServer((host, port), agent_handler(board))
@@ -381,6 +424,9 @@ def main(argv: list[str]) -> int:
     serve_cmd = sub.add_parser("serve")
     serve_cmd.add_argument("--host", default="0.0.0.0")  # noqa: S104 the bottle's own network
     serve_cmd.add_argument("--port", type=int, default=8090)
+    serve_cmd.add_argument(
+        "--plain-http-upstream", action="append", default=[], help="NAME:PORT (tests only)"
+    )
     list_cmd = sub.add_parser("list")
     decide_cmd = sub.add_parser("decide")
     decide_cmd.add_argument("id")
@@ -388,7 +434,7 @@ def main(argv: list[str]) -> int:
         cmd.add_argument("--control", required=True)
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.host, args.port, args.control)
+        serve(args.host, args.port, args.control, args.plain_http_upstream)
         return 0
     try:
         if args.command == "list":

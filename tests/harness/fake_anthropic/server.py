@@ -3,7 +3,8 @@
 Standard library only (runs with a bare ``python3`` in a minimal container)::
 
     python3 server.py --host 0.0.0.0 --port 8080 --record /tmp/requests.jsonl \\
-        --reply "Hello from the fake Messages API." --chunk-delay 0.05
+        --reply "Hello from the fake Messages API." --chunk-delay 0.05 \\
+        [--tls-cert cert.pem --tls-key key.pem]
 
 - ``POST /v1/messages``: always answers with the reply text and ``end_turn`` (tools are
   ignored), as Server-Sent Events when the body says ``"stream": true`` (the real API's
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -245,11 +247,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", default=None, help="append each request as JSONL here")
     parser.add_argument("--reply", default=DEFAULT_REPLY)
     parser.add_argument("--chunk-delay", type=float, default=0.05)
+    parser.add_argument("--tls-cert", default=None, help="serve HTTPS with this PEM certificate")
+    parser.add_argument("--tls-key", default=None, help="the certificate's PEM private key")
     args = parser.parse_args(argv)
 
     server = FakeAnthropicServer(
         (args.host, args.port), reply=args.reply, chunk_delay=args.chunk_delay, record=args.record
     )
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
 
     def stop(signum: int, frame: object) -> None:
         # shutdown() waits for serve_forever() to return, so it cannot run on this thread.
