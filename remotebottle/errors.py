@@ -55,6 +55,10 @@ class EngineError(BottleError):
     """The Docker engine is unreachable or refused a request."""
 
 
+class ImageMismatchError(BottleError):
+    """An image on a host is not the one recorded for the bottle: someone changed it."""
+
+
 class TeardownError(RemoteBottleError):
     """Something could not be removed; the message lists what leaked."""
 

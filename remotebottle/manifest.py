@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -27,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from remotebottle import hostnames
+from remotebottle import hostkeys, hostnames
 from remotebottle.errors import ManifestError
 
 MANIFEST_NAME = "claude-bottle.json"
@@ -75,6 +76,14 @@ def _check_upstream(value: HttpUrl) -> HttpUrl:
         hostnames.check_upstream(str(value), by_agent=False)
     except hostnames.Refused as exc:
         raise ValueError(str(exc)) from None
+    return value
+
+
+def _check_host_key(value: str) -> str:
+    try:
+        hostkeys.parse(value)
+    except ValueError as exc:
+        raise ValueError(f"not a host key: {exc}") from None
     return value
 
 
@@ -136,7 +145,16 @@ class GitRemote(_Model):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
 
-    host: Annotated[str, AfterValidator(_check_hostname)] = Field(alias="Host")
+    host: Annotated[str, AfterValidator(_check_hostname)] = Field(
+        alias="Host",
+        description="The name the agent uses in remote URLs (an ssh_config Host alias).",
+    )
+    hostname: Hostname | None = Field(
+        default=None,
+        validation_alias=AliasChoices("Hostname", "HostName"),
+        serialization_alias="Hostname",
+        description="The machine the gate connects to; default: Host.",
+    )
     user: str = Field(default="git", alias="User")
     port: Port = Field(default=22, alias="Port")
     identity_file: str | None = Field(
@@ -144,9 +162,10 @@ class GitRemote(_Model):
         alias="IdentityFile",
         description="Private key for the upstream; it lives only in the git gate.",
     )
-    known_host_key: str = Field(
+    known_host_key: Annotated[str, AfterValidator(_check_host_key)] = Field(
         alias="KnownHostKey",
-        description="The upstream's SSH host key, e.g. 'ssh-ed25519 AAAA...'. Always pinned.",
+        description="The upstream's SSH host key, pinned for Hostname: 'ssh-ed25519 AAAA...'"
+        " or a known_hosts line 'host[,host...] ssh-ed25519 AAAA...'.",
     )
     extra_hosts: dict[Hostname, IpAddress] = Field(default_factory=dict, alias="ExtraHosts")
     allow_force_push: bool = Field(
@@ -166,12 +185,26 @@ class GitRemote(_Model):
         " (.github/workflows/, .gitlab-ci.yml, Jenkinsfile, ...).",
     )
 
+    @property
+    def target(self) -> str:
+        """The machine connected to: Hostname, else Host."""
+        return self.hostname or self.host
+
+    @property
+    def pinned_key(self) -> str:
+        """The host key as `keytype base64`."""
+        return hostkeys.parse(self.known_host_key).key
+
     @model_validator(mode="after")
-    def _key_shape(self) -> GitRemote:
-        parts = self.known_host_key.split()
-        if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-", "sk-")):
+    def _key_names_the_target(self) -> GitRemote:
+        key = hostkeys.parse(self.known_host_key)
+        if not hostkeys.names(key, self.target, self.port):
+            wanted = hostkeys.known_hosts_name(self.target, self.port)
+            hosts = ",".join("(hashed)" if h.startswith("|") else h for h in key.hosts)
             raise ValueError(
-                "KnownHostKey must be a public host key line such as 'ssh-ed25519 AAAA...'"
+                f"KnownHostKey: the known_hosts line is for {hosts[:80]},"
+                f" not for {wanted} (Hostname, Port): copy the line for {wanted}"
+                " or give the bare key 'keytype base64'"
             )
         return self
 
@@ -440,8 +473,8 @@ def _refuse_legacy(data: dict[str, Any], source: str) -> None:
         if "ssh" in bottle:
             raise ManifestError(
                 f"{source}: bottles.{name}.ssh: no longer supported: use `git`",
-                hint="move each entry to bottles."
-                f"{name}.git as {{Host, User, Port, IdentityFile, KnownHostKey, ExtraHosts}}",
+                hint=f"move each entry to bottles.{name}.git as"
+                " {Host, Hostname, User, Port, IdentityFile, KnownHostKey, ExtraHosts}",
             )
         if "runtime" in bottle:
             raise ManifestError(

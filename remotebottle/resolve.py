@@ -10,7 +10,9 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from remotebottle import anthropic_login
 from remotebottle.backend.spec import (
+    ANTHROPIC_ROLE,
     BottleSpec,
     Command,
     GitRemoteSpec,
@@ -68,6 +70,30 @@ def build_spec(
         )
 
     bottle_path = f"{manifest.origin('bottles', agent.bottle)}: bottles.{agent.bottle}"
+    env_values = {name: value(raw, f"{bottle_path}.env.{name}") for name, raw in bottle.env.items()}
+    routes = [
+        RouteSpec(
+            name=r.name,
+            upstream=str(r.upstream),
+            role=r.role,
+            grants=tuple(r.grants),
+            inject={
+                header: value(raw, f"{bottle_path}.cred_proxy.routes[{i}].inject.{header}")
+                for header, raw in r.inject.items()
+            },
+        )
+        for i, r in enumerate(bottle.cred_proxy.routes)
+    ]
+    if not any(r.role == ANTHROPIC_ROLE for r in routes) and not any(
+        name in bottle.env for name in anthropic_login.AGENT_CREDENTIALS
+    ):
+        login = anthropic_login.default_route(
+            env, {r.name for r in routes}, resolve_secrets=resolve_secrets
+        )
+        if login is None:
+            anthropic_login.require(command, bottle_path)
+        else:
+            routes.append(login)
     return BottleSpec(
         identity=identity or mint_identity(agent_name),
         agent=agent_name,
@@ -76,15 +102,16 @@ def build_spec(
         skills=skills,
         prompt=agent.prompt,
         prompt_file=prompt_file,
-        env={name: value(raw, f"{bottle_path}.env.{name}") for name, raw in bottle.env.items()},
+        env=env_values,
         egress_enabled=bottle.egress.enabled,
         egress_allowlist=tuple(bottle.egress.allowlist),
         git=tuple(
             GitRemoteSpec(
                 host=g.host,
+                hostname=g.target,
                 user=g.user,
                 port=g.port,
-                known_host_key=g.known_host_key,
+                known_host_key=g.pinned_key,
                 identity_file=Path(g.identity_file).expanduser() if g.identity_file else None,
                 extra_hosts=dict(g.extra_hosts),
                 allow_force_push=g.allow_force_push,
@@ -93,19 +120,7 @@ def build_spec(
             )
             for g in bottle.git
         ),
-        routes=tuple(
-            RouteSpec(
-                name=r.name,
-                upstream=str(r.upstream),
-                role=r.role,
-                grants=tuple(r.grants),
-                inject={
-                    header: value(raw, f"{bottle_path}.cred_proxy.routes[{i}].inject.{header}")
-                    for header, raw in r.inject.items()
-                },
-            )
-            for i, r in enumerate(bottle.cred_proxy.routes)
-        ),
+        routes=tuple(routes),
         host=host,
         cwd=cwd,
     )

@@ -26,6 +26,7 @@ from remotebottle.hosts import session_vm
 from remotebottle.hosts.cloud import is_cloud
 from remotebottle.hosts.engine import Consent, join_session_vm, open_engine
 from remotebottle.hosts.resolve import HostTarget, resolve_host
+from remotebottle.image_pins import check_containers
 from remotebottle.launch import StartPlan, StartRequest
 from remotebottle.manifest import Manifest, default_paths, load
 from remotebottle.remote_images import place_images
@@ -93,7 +94,15 @@ def start(
                 "an interactive session needs a terminal",
                 hint="use -p PROMPT or `-- CMD` from scripts",
             )
-        place_images(engine, plan, progress=progress, on_ship=on_ship)
+        image_lines = capability.read(spec.identity)
+        placed = place_images(
+            engine,
+            plan,
+            progress=progress,
+            on_ship=on_ship,
+            image_lines=image_lines,
+            recorded=_recorded_images(spec.identity),
+        )
         meta = state.Metadata(
             identity=spec.identity,
             agent=spec.agent,
@@ -102,13 +111,14 @@ def start(
             cwd=str(request.cwd) if request.cwd else str(Path.cwd()),
             copy_cwd=request.cwd is not None,
             manifest=str(manifest_file) if manifest_file else None,
+            images=placed.ids or None,
         )
         state.write_metadata(meta)
         tty = wants_tty(plan)
-        options = LaunchOptions(
-            tty=tty, transcript=transcript, image_lines=capability.read(spec.identity)
-        )
+        options = LaunchOptions(tty=tty, transcript=transcript, image_lines=image_lines)
         with backend.launch(plan, options) as bottle:
+            # The backend makes containers by tag: one moved since `place_images` ends it here.
+            check_containers(engine.client, engine.host.name, spec.identity, placed.ids)
             progress(f"bottle {spec.identity} is up on {engine.host.name}")
             end = _session(backend, engine.client, bottle, tty=tty, redraw=False)
             if end.detached and _vm_ends_with_session(preview.host):
@@ -127,6 +137,13 @@ def start(
             if not end.detached:
                 _save(backend, bottle.agent_container, meta)
     return Outcome(spec.identity, end.exit_code, end.detached)
+
+
+def _recorded_images(identity: str) -> dict[str, str]:
+    """The image IDs an earlier session of `identity` ran (resume), if any."""
+    if not _has_state(identity):
+        return {}
+    return state.read_metadata(identity).images or {}
 
 
 def _vm_ends_with_session(host: HostTarget) -> bool:
@@ -186,6 +203,7 @@ def attach(identity: str, *, progress: Progress, consent: Consent = _refuse) -> 
                 hint="`rbottle list` shows bottles; `rbottle resume` relaunches an ended one",
             )
         container = containers[0]
+        check_containers(client, host.name, identity, _recorded_images(identity))
         end = attach_tty(client, str(container.id), redraw=True)
         if not end.detached:
             try:

@@ -3,6 +3,7 @@
 Works the same on a local engine and through a tunnel: it only needs a
 `docker.DockerClient` and a container id. The container must have been created
 detached with `stdin_open=True, tty=True` so that a detach never closes its stdin.
+What the agent prints passes `TermFilter` on its way to this terminal.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import docker.errors
 
 from remotebottle.backend.docker.streams import iter_frames, raw_socket
 from remotebottle.errors import EngineError
+from remotebottle.termfilter import TermFilter
 
 DETACH_KEYS = "ctrl-p,ctrl-q"
 
@@ -119,20 +121,27 @@ def attach_tty(
 
 
 def _pump(selector: selectors.BaseSelector, sock: Any, in_fd: int, out: IO[bytes]) -> None:
+    screen = TermFilter()
     while True:
         for key, _ in selector.select():
             if key.data == "remote":
                 data = sock.recv(65536)
                 if not data:
+                    _write(out, screen.flush())
                     return
-                out.write(data)
-                out.flush()
+                _write(out, screen.feed(data))
             else:
                 data = os.read(in_fd, 4096)
                 if not data:
                     selector.unregister(in_fd)
                     continue
                 sock.sendall(data)
+
+
+def _write(out: IO[bytes], data: bytes) -> None:
+    if data:
+        out.write(data)
+        out.flush()
 
 
 def _outcome(client: docker.DockerClient, container_id: str) -> SessionEnd:
@@ -156,8 +165,8 @@ def stream_output(
     on_attached: Callable[[], None] | None = None,
 ) -> int:
     """For non-TTY runs (scripts, `-p`): copy stdout/stderr until exit; return the status."""
-    out = stdout or sys.stdout.buffer
-    err = stderr or sys.stderr.buffer
+    targets = {1: stdout or sys.stdout.buffer, 2: stderr or sys.stderr.buffer}
+    screens = {1: TermFilter(), 2: TermFilter()}
     api = client.api
     try:
         hijacked = api.attach_socket(
@@ -167,9 +176,10 @@ def stream_output(
             on_attached()
         try:
             for stream_id, data in iter_frames(hijacked):
-                target = err if stream_id == 2 else out
-                target.write(data)
-                target.flush()
+                stream = 2 if stream_id == 2 else 1
+                _write(targets[stream], screens[stream].feed(data))
+            for stream, screen in screens.items():
+                _write(targets[stream], screen.flush())
         finally:
             hijacked.close()
         result = api.wait(container_id)

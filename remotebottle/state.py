@@ -71,6 +71,8 @@ class Metadata:
     copy_cwd: bool = False
     ended_at: str | None = None
     manifest: str | None = None  # the project manifest it was started from, for resume
+    # On a VM: the image ID behind each image reference the bottle runs (`image_pins`).
+    images: dict[str, str] | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -95,7 +97,7 @@ def read_metadata(identity: str) -> Metadata:
     path = state_dir(identity) / "metadata.json"
     try:
         data = json.loads(path.read_text())
-        return Metadata(**{k: data.get(k) for k in Metadata.__dataclass_fields__ if k in data})
+        meta = Metadata(**{k: data.get(k) for k in Metadata.__dataclass_fields__ if k in data})
     except FileNotFoundError:
         raise BottleError(
             f"no saved state for {identity} (looked in {path.parent})",
@@ -103,6 +105,15 @@ def read_metadata(identity: str) -> Metadata:
         ) from None
     except (OSError, ValueError, TypeError) as exc:
         raise BottleError(f"{path}: unreadable state: {exc}") from None
+    if meta.images is not None and not _str_map(meta.images):
+        raise BottleError(f"{path}: unreadable state: `images` is not a map of image IDs")
+    return meta
+
+
+def _str_map(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )
 
 
 def transcript_dir(identity: str) -> Path:

@@ -85,6 +85,9 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     # Cloud SDKs must never reach for real credentials or an instance metadata service.
     for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "FLY_API_TOKEN"):
         monkeypatch.delenv(name, raising=False)
+    # Nor a real Anthropic credential: a bottle's login comes from these when it has no route.
+    for name in ("CLAUDE_BOTTLE_OAUTH_TOKEN", "RBOTTLE_OAUTH_TOKEN", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "no-aws-credentials"))

@@ -27,11 +27,12 @@ class Secretish:
 
 @dataclass(frozen=True)
 class GitRemoteSpec:
-    host: str
+    host: str  # the alias the agent uses in remote URLs
     user: str
     port: int
-    known_host_key: str
+    known_host_key: str  # `keytype base64`, pinned for `target`
     identity_file: Path | None = None
+    hostname: str | None = None  # the machine the gate connects to; default `host`
     extra_hosts: dict[str, str] = field(default_factory=dict)
     # What the gate forwards beyond fast-forwards of commits without CI changes.
     allow_force_push: bool = False
@@ -41,6 +42,10 @@ class GitRemoteSpec:
     @property
     def url_prefix(self) -> str:
         return f"ssh://{self.user}@{self.host}:{self.port}/"
+
+    @property
+    def target(self) -> str:
+        return self.hostname or self.host
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class RouteSpec:
     # What the manifest lets an `anthropic-base-url` route pass beyond Claude Code's own
     # requests: server-side tools and connectors by name (see docs/credentials.md).
     grants: tuple[str, ...] = ()
+    # The local variable rbottle made this route from (no route in the manifest), if so.
+    login: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,18 @@ class BottleSpec:
     def anthropic_route(self) -> RouteSpec | None:
         return next((r for r in self.routes if r.role == ANTHROPIC_ROLE), None)
 
+    @property
+    def anthropic_credential(self) -> str:
+        """Which credential Claude Code's requests will carry, by source, never by value."""
+        route = self.anthropic_route
+        if route is None:
+            return "none"
+        if route.login is not None:
+            kind = "API key" if route.login == "ANTHROPIC_API_KEY" else "subscription token"
+            return f"{kind} from ${route.login}, via the credential proxy to {route.upstream}"
+        injected = ", ".join(f"{h} {v.source}" for h, v in route.inject.items())
+        return f"via credential proxy route {route.name!r}" + (f" ({injected})" if injected else "")
+
 
 @dataclass(frozen=True)
 class ImageRefs:
@@ -119,7 +138,6 @@ class BottlePlan:
 
     def to_dict(self) -> dict[str, Any]:
         spec = self.spec
-        anthropic = spec.anthropic_route
         images = {
             role: ref
             for role, ref in (
@@ -145,6 +163,7 @@ class BottlePlan:
             "git": [
                 {
                     "host": g.host,
+                    "hostname": g.target,
                     "user": g.user,
                     "port": g.port,
                     "identity_file": str(g.identity_file) if g.identity_file else None,
@@ -162,12 +181,11 @@ class BottlePlan:
                     "role": r.role,
                     "inject": {h: v.source for h, v in r.inject.items()},
                     "grants": list(r.grants),
+                    "added_from": r.login,
                 }
                 for r in spec.routes
             ],
-            "anthropic_credential": (
-                f"via credential proxy route {anthropic.name!r}" if anthropic else "none"
-            ),
+            "anthropic_credential": spec.anthropic_credential,
             "env": {name: v.source for name, v in spec.env.items()},
             "skills": [str(p) for p in spec.skills],
             "prompt": (

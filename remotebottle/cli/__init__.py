@@ -30,6 +30,7 @@ from remotebottle.cli import (
 )
 from remotebottle.cli.common import HelpFormatter
 from remotebottle.errors import RemoteBottleError, UsageError
+from remotebottle.logfilter import RedactSecrets
 
 COMMANDS = (start, attach, resume, listing, cleanup, hosts, env, dashboard, demo, schema, doctor)
 
@@ -91,9 +92,12 @@ class _LogFormatter(logging.Formatter):
 def configure_logging(debug: bool) -> None:
     """Log records on stderr: WARNING and up, but none of paramiko's (it logs failed
     channel opens and dropped connections as errors; the caller reports what matters);
-    everything with --debug. Handlers the process already has (pytest's) are kept."""
+    everything with --debug. Credentials in any record are redacted (botocore's debug
+    lines show request signatures and session tokens). Handlers the process already has
+    (pytest's) are kept."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_LogFormatter(debug))
+    handler.addFilter(RedactSecrets.from_environment())
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])
     logging.getLogger("paramiko").setLevel(logging.NOTSET if debug else logging.CRITICAL + 1)
 

@@ -19,6 +19,7 @@ from remotebottle.cli.common import (
     not_available,
 )
 from remotebottle.errors import UsageError
+from remotebottle.supervise import audit
 from remotebottle.supervise.model import ProposalSource
 
 DESCRIPTION = """\
@@ -30,7 +31,8 @@ capability changes via `rbottle resume`. `p` adds to a running bottle's
 allowlist and `e` on the bottles table adds a route, with no proposal needed.
 
 --once prints the pending proposals and exits: a table, or with --format=json
-a list of proposal objects for scripts."""
+a list of proposal objects for scripts. Both check the hash chain of each listed
+bottle's audit log and name the first bad entry of a broken one."""
 
 
 def register(sub: Any) -> None:
@@ -79,6 +81,11 @@ def show(args: argparse.Namespace, source: ProposalSource) -> int:
     if isinstance(source, sources.ReportsUnreachable):
         for host, why in sorted(source.unreachable.items()):
             console.warn(f"{host}: not reachable, its proposals are not listed: {why}")
+    identities = {p.identity for p in proposals}
+    if isinstance(source, sources.ListsBottles):
+        identities |= {identity for identity, _ in source.bottles()}
+    for problem in audit.broken_logs(identities).values():
+        console.warn(problem)
     if args.format == "json":
         console.print_json([p.model_dump() for p in proposals])
         return 0

@@ -7,7 +7,7 @@ import shlex
 from rich.markup import escape
 from rich.table import Table
 
-from remotebottle.backend.spec import Command
+from remotebottle.backend.spec import Command, GitRemoteSpec
 from remotebottle.cli import console
 from remotebottle.launch import StartPlan
 
@@ -18,7 +18,6 @@ def render_preflight(start: StartPlan) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
-    anthropic = spec.anthropic_route
     rows = [
         ("agent", f"{spec.agent}  (bottle {spec.bottle}, identity {spec.identity})"),
         ("host", start.host.label()),
@@ -27,9 +26,9 @@ def render_preflight(start: StartPlan) -> None:
         ("command", _command(spec.command)),
         ("images", "\n".join(f"{k}: {v}" for k, v in vars(plan.images).items() if v)),
         ("egress", ", ".join(plan.allowlist) if spec.egress_enabled else "none: no route out"),
-        ("anthropic", f"via credential proxy route {anthropic.name!r}" if anthropic else "none"),
+        ("anthropic", spec.anthropic_credential),
         ("env", "\n".join(f"{k} ({v.source})" for k, v in spec.env.items())),
-        ("git", "\n".join(f"{g.url_prefix} via the git gate" for g in spec.git)),
+        ("git", "\n".join(_git(g) for g in spec.git)),
         (
             "cred routes",
             "\n".join(
@@ -60,6 +59,11 @@ def _vm(start: StartPlan) -> str:
     )
     shown = "\n".join(f"{k}: {v}" for k, v in vm.items())
     return f"{shown}\nnew for this session, {fate}"
+
+
+def _git(remote: GitRemoteSpec) -> str:
+    reached = f" (connects to {remote.target})" if remote.target != remote.host else ""
+    return f"{remote.url_prefix} via the git gate{reached}"
 
 
 def _runtime(runtime: str) -> str:

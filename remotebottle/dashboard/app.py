@@ -93,6 +93,7 @@ class DashboardApp(App[None]):
         self._deciding: set[str] = set()
         self._answered_here: set[str] = set()
         self._unreachable: dict[str, str] = {}
+        self._broken_audit: dict[str, str] = {}
         self._refreshing = False
         self._refresh_again = False
 
@@ -199,6 +200,10 @@ class DashboardApp(App[None]):
             if snapshot.unreachable:
                 hosts = "; ".join(f"{h}: {why}" for h, why in sorted(snapshot.unreachable.items()))
                 self.say(f"not reachable (proposals there not shown): {hosts}", error=True)
+        if snapshot.broken_audit != self._broken_audit:
+            self._broken_audit = snapshot.broken_audit
+            for problem in snapshot.broken_audit.values():
+                self.say(problem, error=True)
 
     def _show(self, proposals: list[Proposal], bottles: list[BottleRef]) -> None:
         table = self._table()

@@ -6,6 +6,9 @@ proposal), `allowlist(identity, host)` (the current egress allowlist, so the
 egress diff can tell new hosts from allowed ones) and an `unreachable` mapping
 (host -> why) that the status line reports. Without them the dashboard still
 works: bottles come from the proposals, and every requested host shows as new.
+
+Each snapshot also checks the hash chain of every listed bottle's audit log, which is
+kept on this machine whatever host the bottle runs on.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from remotebottle.dashboard import render
+from remotebottle.supervise import audit
 from remotebottle.supervise.model import Proposal, ProposalSource
 
 BottleRef = tuple[str, str]  # (identity, host)
@@ -48,6 +52,7 @@ class Snapshot:
     bottles: list[BottleRef]
     allowlists: dict[BottleRef, list[str] | None] = field(default_factory=dict)
     unreachable: dict[str, str] = field(default_factory=dict)
+    broken_audit: dict[str, str] = field(default_factory=dict)  # see `audit.broken_logs`
 
 
 def take_snapshot(source: ProposalSource) -> Snapshot:
@@ -59,4 +64,6 @@ def take_snapshot(source: ProposalSource) -> Snapshot:
         for ref in {(p.identity, p.host) for p in proposals if p.kind == "egress"}:
             allowlists[ref] = source.allowlist(*ref)
     unreachable = dict(source.unreachable) if isinstance(source, ReportsUnreachable) else {}
-    return Snapshot(proposals, sorted(set(bottles) | seen), allowlists, unreachable)
+    listed = sorted(set(bottles) | seen)
+    broken = audit.broken_logs(identity for identity, _ in listed)
+    return Snapshot(proposals, listed, allowlists, unreachable, broken)

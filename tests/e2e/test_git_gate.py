@@ -19,6 +19,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from remotebottle import manifest
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.docker.provision import AGENT_UID
@@ -26,6 +27,7 @@ from remotebottle.backend.spec import BottleSpec, Command, GitRemoteSpec
 from remotebottle.demo import fake_aws_key, probes
 from remotebottle.demogit import build_demo_git_image, demo_git, push_probe_script
 from remotebottle.hosts.engine import open_engine
+from remotebottle.resolve import build_spec
 from tests.e2e.conftest import finish, rbottle
 from tests.e2e.gitupstream import (
     UPSTREAM_HOST,
@@ -163,6 +165,46 @@ def test_clone_fetch_and_a_clean_push_go_through_the_gate(
         code, out = agent.sh("cd p && git push --force origin HEAD:main 2>&1")
         assert code != 0 and "is not a fast-forward" in out, out
         assert upstream.git("rev-parse", "main") == (0, head)
+
+
+def test_an_ssh_config_style_entry_the_agent_names_by_its_alias(
+    docker_client: docker.DockerClient, upstream: Upstream
+) -> None:
+    """`Host` is the alias in the agent's URLs, `Hostname` the machine the gate reaches, and
+    `KnownHostKey` a known_hosts line for `[Hostname]:Port`, as claude-bottle documents."""
+    entry = upstream.manifest_entry() | {
+        "Host": "gitea",
+        "Hostname": UPSTREAM_HOST,
+        "KnownHostKey": f"[{UPSTREAM_HOST}]:{upstream.port},gitea {upstream.host_key} admin@up",
+    }
+    parsed = manifest.parse(
+        json.dumps(
+            {
+                "bottles": {"gated": {"egress": {"enabled": False}, "git": [entry]}},
+                "agents": {"gate": {"bottle": "gated"}},
+            }
+        )
+    )
+    bottle_spec = build_spec(
+        manifest.Manifest(bottles=parsed.bottles, agents=parsed.agents),
+        "gate",
+        command=Command(mode="exec", argv=("sleep", "infinity")),
+        environ={},
+    )
+    assert bottle_spec.git[0].known_host_key == upstream.host_key
+    backend = DockerBottleBackend(docker_client)
+    with backend.launch(backend.prepare(bottle_spec), LaunchOptions(tty=False)) as bottle:
+        backend.release(bottle)
+        agent = Agent(docker_client, bottle.agent_container, bottle.identity)
+        agent.ok("git clone -q gitea:project.git p")
+        assert agent.ok("cat p/README") == "hello from upstream"
+        assert agent.sh("getent hosts gitea")[0] != 0
+        assert agent.sh(f"getent hosts {UPSTREAM_HOST}")[0] != 0
+        agent.ok("cd p && echo aliased > alias.txt && git add alias.txt")
+        agent.ok("cd p && git commit -q -m 'through the alias'")
+        code, out = agent.sh("cd p && git push origin HEAD:main 2>&1")
+        assert code == 0 and "upstream accepted the push" in out, out
+        assert upstream.git("rev-parse", "main") == (0, agent.ok("git -C p rev-parse HEAD"))
 
 
 def test_a_push_carrying_an_aws_key_is_refused_and_never_reaches_upstream(

@@ -212,14 +212,16 @@ def test_on_the_vm_the_egress_proxy_still_decides_what_leaves(
             bottle="filtered",
             command=Command(mode="exec", argv=("sh", "-c", EGRESS_PROBES)),
             egress_allowlist=("fake-api",),
+            # A literal placeholder: a key read from the environment is one of the bottle's
+            # own secrets, which the egress proxy refuses to let out (test_egress.py).
             env={
                 "ANTHROPIC_BASE_URL": Secretish("literal", SecretStr(FAKE_API_URL)),
-                "ANTHROPIC_API_KEY": Secretish("env", SecretStr("sk-e2e-remote-0123456789")),
+                "ANTHROPIC_API_KEY": Secretish("literal", SecretStr("placeholder-not-a-key")),
             },
         )
         backend = DockerBottleBackend(engine.client)
         plan = backend.prepare(spec)
-        assert pipelock_image in place_images(engine, plan, progress=lambda _m: None)
+        assert pipelock_image in place_images(engine, plan, progress=lambda _m: None).shipped
         api = FakeApi(engine.client, agent_image, "Through pipelock on a fake VM.")
         options = LaunchOptions(tty=False, trusted_hosts=("fake-api",), before_agent_start=api.join)
         try:

@@ -11,7 +11,12 @@ import base64
 import datetime
 import http.server
 import io
+import os
+import re
+import secrets
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +30,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from remotebottle import state as rb_state
 from remotebottle.errors import HostError, ProvisionError, TeardownError
 from remotebottle.hosts import pricing
 from remotebottle.hosts.cloud_init import host_key_from_console, render_user_data
@@ -528,3 +534,71 @@ def test_missing_credentials_region_and_profile(
 
     with pytest.raises(HostError, match="'nosuch' is not configured"):
         fake.provider(profile="nosuch", region=REGION).list_owned()
+
+
+def _session_credentials() -> dict[str, str]:
+    """Temporary credentials shaped as STS hands them out (moto checks no signature)."""
+    return {
+        "AWS_ACCESS_KEY_ID": "ASIA" + secrets.token_hex(8).upper(),
+        "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30),
+        "AWS_SESSION_TOKEN": "IQoJb3JpZ2luX2Vj" + secrets.token_urlsafe(180),
+    }
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("source", ["environment", "credentials-file"])
+def test_debug_logging_of_ec2_calls_shows_no_credential(
+    aws: Any, fake: Fake, write_manifest: Any, tmp_path: Path, source: str
+) -> None:
+    """`rbottle --debug cleanup --orphans` sweeps a VM through moto with session
+    credentials: botocore logs every request's headers, canonical request and signature,
+    and none of the key id, secret key, session token or signature reaches stderr.
+
+    From a credentials file the values are in no environment variable, so the patterns
+    alone must catch them (from the environment they are also redacted as literals)."""
+    machine = fake.provider().create("gone-ab12c", progress=fake.progress.append)
+    rb_state.write_metadata(
+        rb_state.Metadata(
+            identity="gone-ab12c",
+            agent="gone",
+            host="aws",
+            started_at=rb_state.now(),
+            ended_at=rb_state.now(),
+        )
+    )
+    project = write_manifest({"hosts": {"aws": {"provider": "ec2", "region": REGION}}}).parent
+    creds = _session_credentials()
+    env = {k: v for k, v in os.environ.items() if k not in creds}
+    if source == "environment":
+        env.update(creds)
+    else:
+        file = tmp_path / "aws-credentials"
+        file.write_text(
+            "[default]\n"
+            f"aws_access_key_id = {creds['AWS_ACCESS_KEY_ID']}\n"
+            f"aws_secret_access_key = {creds['AWS_SECRET_ACCESS_KEY']}\n"
+            f"aws_session_token = {creds['AWS_SESSION_TOKEN']}\n"
+        )
+        env["AWS_SHARED_CREDENTIALS_FILE"] = str(file)
+    proc = subprocess.run(
+        [sys.executable, "-m", "remotebottle", "--debug", "cleanup", "--orphans", "--yes"],
+        cwd=project,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    err = proc.stderr
+    assert proc.returncode == 0, err[-3000:]
+    assert f"instance {machine.machine_id}" in err and "destroyed 3 cloud resources" in err
+    _assert_nothing_left(aws)
+
+    for name, value in creds.items():
+        assert value not in err, f"{name} is in the --debug output"
+    assert not re.search(r"Signature[=:]\s*(b')?[0-9a-f]{16}", err), "a signature is shown"
+    # Still a useful debug log: the requests, with only the credentials taken out.
+    assert "DEBUG: Making request for OperationModel(name=TerminateInstances)" in err
+    assert "'X-Amz-Security-Token': b'[redacted]', 'Authorization': b'[redacted]'" in err
+    assert "x-amz-security-token:[redacted]\n" in err
+    assert "urllib3.connectionpool DEBUG:" in err

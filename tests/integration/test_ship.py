@@ -186,6 +186,37 @@ def test_an_image_already_there_under_another_name_is_only_tagged(
     assert remote.images.get(other).id == local_image.id
 
 
+@pytest.mark.parametrize("real_there", [False, True], ids=["sent", "tagged-back"])
+def test_another_image_under_the_tag_on_the_vm_is_replaced(
+    docker_client: docker.DockerClient,
+    remote: docker.DockerClient,
+    local_image: LocalImage,
+    events: list[ShipProgress],
+    real_there: bool,
+) -> None:
+    """The VM's image under the tag is compared by ID, never trusted by name: someone who
+    re-tagged another image there gets it replaced by this machine's. When the VM still
+    has this machine's image under its ID, it is only tagged back."""
+    if real_there:
+        ship_images(docker_client, remote, [local_image.ref])
+    impostor = remote.images.get(BASE_IMAGE)
+    repository, tag = local_image.ref.split(":")
+    assert impostor.tag(repository, tag)
+    assert remote.images.get(local_image.ref).id == impostor.id != local_image.id
+
+    shipped = ship_images(docker_client, remote, [local_image.ref], on_progress=events.append)
+
+    assert shipped == ([] if real_there else [local_image.ref])
+    assert events[-1].done and not events[-1].failed
+    assert events[-1].skipped == real_there
+    assert remote.images.get(local_image.ref).id == local_image.id
+    assert BASE_IMAGE in remote.images.get(impostor.id).tags  # the other image is untouched
+    output = remote.containers.run(
+        local_image.ref, ["sha256sum", "/payload"], labels={TEST_LABEL: "1"}, remove=True
+    )
+    assert output.split()[0].decode() == local_image.payload_sha256
+
+
 def test_a_missing_image_is_named_and_nothing_is_sent(
     docker_client: docker.DockerClient,
     remote: docker.DockerClient,

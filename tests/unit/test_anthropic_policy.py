@@ -25,8 +25,8 @@ RECORDED = Path(__file__).parents[1] / "fixtures" / "claude-code" / "requests.js
 RUNNER = """
 const policy = require(process.argv[1]);
 const cases = JSON.parse(require('fs').readFileSync(0, 'utf8'));
-const out = cases.map(({ method, path, headers, body, grants }) => {
-  const p = { grants: grants || [] };
+const out = cases.map(({ method, path, headers, body, grants, apiKey }) => {
+  const p = { grants: grants || [], apiKey: apiKey === true };
   const [rest, ...q] = path.replace(/^\\//, '').split('?');
   const search = q.length ? `?${q.join('?')}` : '';
   const endpoint = policy.endpoint(method, rest, search);
@@ -173,6 +173,26 @@ def test_betas_that_enable_reaching_out_are_stripped_unless_granted() -> None:
     ]
     assert granted["headers"]["anthropic-beta"] == "claude-code-20250219,web-fetch-2025-09-10"
     assert "x-smuggle" in granted["dropped"] and "x-smuggle" not in granted["headers"]
+
+
+def test_on_an_api_key_route_the_oauth_beta_is_stripped() -> None:
+    """The agent holds an OAuth-shaped placeholder whatever the route injects: upstream, an API
+    key must not arrive announcing a subscription login."""
+    beta = "claude-code-20250219,oauth-2025-04-20,interleaved-thinking-2025-05-14"
+    oauth, api_key = decide(
+        {"method": "GET", "path": "/v1/models", "headers": {"anthropic-beta": beta}},
+        {
+            "method": "GET",
+            "path": "/v1/models",
+            "headers": {"anthropic-beta": beta},
+            "apiKey": True,
+        },
+    )
+    assert oauth["headers"]["anthropic-beta"] == beta
+    assert api_key["headers"]["anthropic-beta"] == (
+        "claude-code-20250219,interleaved-thinking-2025-05-14"
+    )
+    assert api_key["stripped"] == ["oauth-2025-04-20"]
 
 
 def test_a_grant_lets_its_tool_through_and_nothing_else() -> None:

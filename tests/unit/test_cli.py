@@ -13,6 +13,8 @@ import pytest
 from remotebottle.cli import COMMANDS, build_parser, main
 from tests.conftest import FULL_MANIFEST, SECRET
 
+OAUTH_TOKEN = "sk-ant-oat01-cli-unit-test-not-real"
+
 pytestmark = pytest.mark.unit
 
 SUBCOMMANDS = [
@@ -35,6 +37,7 @@ def no_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Unit tests never reach an engine: point DOCKER_HOST at a socket nobody serves."""
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
     monkeypatch.setenv("RB_TEST_TOKEN", SECRET)
+    monkeypatch.setenv("CLAUDE_BOTTLE_OAUTH_TOKEN", OAUTH_TOKEN)
 
 
 @pytest.fixture
@@ -99,10 +102,22 @@ def test_dry_run_json_is_the_plan_without_secrets(
     assert SECRET not in out
 
 
+def test_claude_code_without_a_credential_says_what_to_export(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CLAUDE_BOTTLE_OAUTH_TOKEN")
+    code, _, err = run(capsys, "start", "plain", "-p", "say hi", "--dry-run")
+    assert code == 1
+    assert "no Anthropic credential for Claude Code: export CLAUDE_BOTTLE_OAUTH_TOKEN" in err
+    code, _, _ = run(capsys, "start", "plain", "--dry-run", "--", "true")
+    assert code == 0
+
+
 def test_dry_run_text_is_the_preflight(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "start", "implementer", "--dry-run", "--host", "vm1")
     assert code == 0 and out == ""
     assert "vm1 (ssh)" in err and "egress" in err and "via the git gate" in err
+    assert "anthropic    via credential proxy route 'anthropic' (x-api-key from" in err
     assert SECRET not in err
 
 
@@ -111,6 +126,10 @@ def test_print_and_exec_modes_reach_the_plan(
 ) -> None:
     code, out, _ = run(capsys, "start", "plain", "-p", "say hi", "--dry-run", "--format=json")
     assert code == 0 and json.loads(out)["command"] == {"mode": "print", "prompt": "say hi"}
+    assert json.loads(out)["anthropic_credential"].startswith(
+        "subscription token from $CLAUDE_BOTTLE_OAUTH_TOKEN, via the credential proxy"
+    )
+    assert OAUTH_TOKEN not in out
     code, out, _ = run(
         capsys, "start", "plain", "--dry-run", "--format=json", "--", "sh", "-c", "exit 3"
     )

@@ -35,6 +35,22 @@ def test_the_route_table_holds_the_resolved_values() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    ("header", "api_key"), [("x-api-key", True), ("Authorization", False), ("X-Api-Key", True)]
+)
+def test_the_claude_route_tells_the_policy_which_login_it_injects(
+    header: str, api_key: bool
+) -> None:
+    claude = RouteSpec(
+        name="claude",
+        upstream="https://api.anthropic.com/",
+        role=ANTHROPIC_ROLE,
+        inject={header: Secretish("from $V", SecretStr("v"))},
+    )
+    [entry] = json.loads(credproxy.route_table([claude]))["routes"]
+    assert entry["policy"] == {"grants": [], "apiKey": api_key}
+
+
 def test_an_unresolved_value_is_refused_rather_than_sent_empty() -> None:
     with pytest.raises(BottleError, match="x-api-key was not resolved"):
         credproxy.route_table([route("a", value=None)])

@@ -22,6 +22,7 @@ from remotebottle.dashboard import edit, render
 from remotebottle.dashboard.app import DashboardApp
 from remotebottle.dashboard.screens import ConfirmScreen
 from remotebottle.errors import BottleError
+from remotebottle.supervise import audit
 from remotebottle.supervise.model import Decision, Proposal, is_operator_initiated
 
 pytestmark = pytest.mark.unit
@@ -613,3 +614,40 @@ def test_the_capability_detail_says_what_the_build_can_reach() -> None:
     text = render.detail(proposal("p1", "capability")).plain
     assert "apt-get downloads the packages from the image's Debian sources" in text
     assert "the Dockerfile lines run with no network" in text
+
+
+def broken_audit_log(identity: str) -> Path:
+    """A bottle's audit log with its second of three entries removed."""
+    audit.record_refusals(identity, [{"by": "egress proxy", "n": str(n)} for n in range(3)])
+    path = audit.log_path(identity)
+    lines = path.read_text().splitlines()
+    path.write_text(f"{lines[0]}\n{lines[2]}\n")
+    return path
+
+
+def test_a_broken_audit_log_is_reported_naming_the_first_bad_entry() -> None:
+    path = broken_audit_log("dev-ab12c")
+    audit.record_refusals("idle-zz999", [{"by": "egress proxy"}])  # intact: not reported
+    app = DashboardApp(FullSource([proposal("p1")]), refresh_seconds=3600)
+
+    async def steps(pilot: Pilot[None]) -> None:
+        assert app.status_message == (
+            f"audit log {path}: BROKEN at entry 2 (line 2): does not chain from entry 1"
+            " (an entry was removed, inserted or moved)"
+        )
+        assert app.query_one("#status", Static).has_class("error")
+        said = [line for line in app.query_one("#log", Log).lines if "audit log" in line]
+        assert said == [f"error: {app.status_message}"]
+
+    drive(app, steps)
+
+
+def test_once_warns_of_a_broken_audit_log(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = broken_audit_log("idle-zz999")  # a running bottle with no proposal
+    inject(monkeypatch, FullSource([proposal("p1")]))
+    assert main(["dashboard", "--once", "--format=json"]) == 0
+    out, err = capsys.readouterr()
+    assert [p["id"] for p in json.loads(out)] == ["p1"]
+    assert f"warning: audit log {path}: BROKEN at entry 2 (line 2)" in " ".join(err.split())

@@ -125,10 +125,38 @@ def test_the_gate_gets_the_key_the_pinned_host_key_and_strict_ssh(tmp_path: Path
     assert "Host r0\n  HostName git.example.test\n  Port 2222\n  User git\n" in config
     assert "IdentityFile /vault/gitgate/r0.key" in config
     assert "StrictHostKeyChecking yes" in config and "IdentitiesOnly yes" in config
+    assert "HostKeyAlias" not in config
     assert files["known_hosts"].decode().splitlines() == [
-        f"r0 {HOST_KEY}",
-        f"r1 {HOST_KEY}",
+        f"[git.example.test]:2222 {HOST_KEY}",
+        f"b.test {HOST_KEY}",
     ]
+
+
+def test_the_gate_connects_to_the_hostname_and_pins_the_key_for_it() -> None:
+    named = gitgate.remotes([remote("gitea", 2222, hostname="gitea.example.test")])
+    files = gitgate.vault_files(named)
+    assert "Host r0\n  HostName gitea.example.test\n  Port 2222\n" in files["ssh_config"].decode()
+    assert files["known_hosts"].decode() == f"[gitea.example.test]:2222 {HOST_KEY}\n"
+
+
+@pytest.mark.parametrize(
+    ("url", "upstream"),
+    [
+        ("gitea:org/repo.git", "r0:org/repo.git"),
+        ("git@gitea:org/repo.git", "r0:org/repo.git"),
+        ("ssh://gitea/org/repo.git", "r0:/org/repo.git"),
+        ("ssh://git@gitea:22/org/repo.git", "r0:/org/repo.git"),
+    ],
+)
+def test_the_agent_uses_the_host_alias_with_or_without_a_user(
+    url: str, upstream: str, tmp_path: Path
+) -> None:
+    named = gitgate.remotes([remote("gitea", 22, hostname="gitea.example.test")])
+    gate_url = rewritten(gitgate.agent_gitconfig(named), url, tmp_path)
+    target = load_server().parse(
+        "/" + gate_url.removeprefix("http://git-gate:8080/") + "/info/refs", frozenset({"r0"})
+    )
+    assert target is not None and target.upstream == upstream
 
 
 def test_bad_remotes_are_refused_with_the_reason(tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ from tests.conftest import FULL_MANIFEST
 
 pytestmark = pytest.mark.unit
 
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f"
+
 
 def error_for(data: Any, source: str = "m.json") -> ManifestError:
     text = data if isinstance(data, str) else json.dumps(data)
@@ -49,9 +51,7 @@ def test_schema_key_is_accepted_for_editors() -> None:
 
 def test_git_defaults() -> None:
     parsed = manifest.parse(
-        json.dumps(
-            {"bottles": {"b": {"git": [{"Host": "h.test", "KnownHostKey": "ssh-rsa AAAA"}]}}}
-        )
+        json.dumps({"bottles": {"b": {"git": [{"Host": "h.test", "KnownHostKey": KEY}]}}})
     )
     remote = parsed.bottles["b"].git[0]
     assert (remote.user, remote.port, remote.identity_file) == ("git", 22, None)
@@ -62,8 +62,31 @@ def test_git_defaults() -> None:
     )
 
 
+def test_git_entries_read_like_ssh_config() -> None:
+    entries = [
+        {
+            "Host": "gitea",
+            "Hostname": "gitea.example.test",
+            "KnownHostKey": f"gitea.example.test {KEY}",
+        },
+        {
+            "Host": "gh",
+            "HostName": "github.com",
+            "Port": 2222,
+            "KnownHostKey": f"[github.com]:2222 {KEY}",
+        },
+        {"Host": "h.test", "KnownHostKey": f"h.test,10.0.0.1 {KEY} comment"},
+    ]
+    gitea, github, plain = (
+        manifest.parse(json.dumps({"bottles": {"b": {"git": entries}}})).bottles["b"].git
+    )
+    assert (gitea.host, gitea.target, gitea.pinned_key) == ("gitea", "gitea.example.test", KEY)
+    assert (github.target, github.port, github.pinned_key) == ("github.com", 2222, KEY)
+    assert (plain.hostname, plain.target, plain.pinned_key) == (None, "h.test", KEY)
+
+
 def test_git_push_policy_is_per_remote() -> None:
-    entry = {"Host": "h.test", "KnownHostKey": "ssh-rsa AAAA"}
+    entry = {"Host": "h.test", "KnownHostKey": KEY}
     allowing = entry | {"AllowForcePush": True, "AllowDeletes": True, "AllowCIChanges": True}
     parsed = manifest.parse(json.dumps({"bottles": {"b": {"git": [allowing, entry]}}}))
     first, second = parsed.bottles["b"].git
@@ -112,7 +135,7 @@ BAD_CASES: list[tuple[Any, str]] = [
         "bottles.b.env.X: expected a valid string, got a number",
     ),
     (
-        {"bottles": {"b": {"git": [{"KnownHostKey": "ssh-ed25519 AAAA"}]}}},
+        {"bottles": {"b": {"git": [{"KnownHostKey": KEY}]}}},
         "bottles.b.git[0].Host: required field is missing",
     ),
     (
@@ -121,14 +144,39 @@ BAD_CASES: list[tuple[Any, str]] = [
     ),
     (
         {"bottles": {"b": {"git": [{"Host": "h.test", "KnownHostKey": "not a key"}]}}},
-        "bottles.b.git[0]: KnownHostKey must be a public host key line",
+        "bottles.b.git[0].KnownHostKey: not a host key: expected 'ssh-ed25519 AAAA...' or a"
+        " known_hosts line 'host[,host...] ssh-ed25519 AAAA...'",
+    ),
+    (
+        {"bottles": {"b": {"git": [{"Host": "h", "KnownHostKey": f"@revoked h {KEY}"}]}}},
+        "bottles.b.git[0].KnownHostKey: not a host key: a '@revoked' line is not accepted",
+    ),
+    (
+        {"bottles": {"b": {"git": [{"Host": "h", "KnownHostKey": "ssh-ed25519 AAAA"}]}}},
+        "bottles.b.git[0].KnownHostKey: not a host key: the ssh-ed25519 key is not valid base64",
     ),
     (
         {
             "bottles": {
-                "b": {"git": [{"Host": "h.test", "KnownHostKey": "ssh-rsa A", "Port": 70000}]}
+                "b": {"git": [{"Host": "h", "Hostname": "x.test", "KnownHostKey": f"h {KEY}"}]}
             }
         },
+        "bottles.b.git[0]: KnownHostKey: the known_hosts line is for h, not for x.test",
+    ),
+    (
+        {
+            "bottles": {
+                "b": {"git": [{"Host": "x.test", "Port": 2, "KnownHostKey": f"x.test {KEY}"}]}
+            }
+        },
+        "the known_hosts line is for x.test, not for [x.test]:2 (Hostname, Port)",
+    ),
+    (
+        {"bottles": {"b": {"git": [{"Host": "h", "Hostname": "a b", "KnownHostKey": KEY}]}}},
+        "bottles.b.git[0].Hostname: 'a b' is not a host name",
+    ),
+    (
+        {"bottles": {"b": {"git": [{"Host": "h.test", "KnownHostKey": KEY, "Port": 70000}]}}},
         "bottles.b.git[0].Port: expected less than or equal to 65535",
     ),
     (
@@ -138,7 +186,7 @@ BAD_CASES: list[tuple[Any, str]] = [
                     "git": [
                         {
                             "Host": "h.test",
-                            "KnownHostKey": "ssh-rsa A",
+                            "KnownHostKey": KEY,
                             "ExtraHosts": {"h.test": "not-an-ip"},
                         }
                     ]
@@ -148,19 +196,11 @@ BAD_CASES: list[tuple[Any, str]] = [
         "bottles.b.git[0].ExtraHosts.h.test: 'not-an-ip' is not an IP address",
     ),
     (
-        {
-            "bottles": {
-                "b": {"git": [{"Host": "h.test", "KnownHostKey": "ssh-rsa A", "AllowDeletes": 1}]}
-            }
-        },
+        {"bottles": {"b": {"git": [{"Host": "h.test", "KnownHostKey": KEY, "AllowDeletes": 1}]}}},
         "bottles.b.git[0].AllowDeletes: expected a valid boolean",
     ),
     (
-        {
-            "bottles": {
-                "b": {"git": [{"Host": "h", "KnownHostKey": "ssh-rsa A", "AllowForce": True}]}
-            }
-        },
+        {"bottles": {"b": {"git": [{"Host": "h", "KnownHostKey": KEY, "AllowForce": True}]}}},
         "bottles.b.git[0].AllowForce: unknown field",
     ),
     (

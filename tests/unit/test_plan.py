@@ -21,6 +21,8 @@ from tests.conftest import FULL_MANIFEST, SECRET
 pytestmark = pytest.mark.unit
 
 ENV = {"RB_TEST_TOKEN": SECRET}
+OAUTH_TOKEN = "sk-ant-oat01-unit-test-token-not-real"
+LOGIN = {"CLAUDE_BOTTLE_OAUTH_TOKEN": OAUTH_TOKEN}
 
 
 @pytest.fixture
@@ -75,6 +77,7 @@ def test_dry_run_spec_reads_no_value_and_asks_nothing(loaded: manifest.Manifest)
             "role": "anthropic-base-url",
             "inject": {"x-api-key": "from $RB_TEST_TOKEN"},
             "grants": [],
+            "added_from": None,
         }
     ]
 
@@ -105,20 +108,27 @@ def test_plan_contents(loaded: manifest.Manifest) -> None:
         "git_gate": git_gate_image(),
     }
     assert data["git"][0]["extra_hosts"] == {"git.example.test": "10.1.2.3"}
-    assert data["anthropic_credential"] == "via credential proxy route 'anthropic'"
+    assert data["anthropic_credential"] == (
+        "via credential proxy route 'anthropic' (x-api-key from $RB_TEST_TOKEN)"
+    )
     assert data["command"] == {"mode": "print", "prompt": "hi"}
     assert data["runtime"] == "auto"
     assert data["prompt"] == "inline"
 
 
 def test_bare_bottle_has_no_gate_and_warns_about_credentials(loaded: manifest.Manifest) -> None:
-    spec = build_spec(loaded, "plain", command=Command(), environ={}, resolve_secrets=False)
+    spec = build_spec(
+        loaded,
+        "plain",
+        command=Command(mode="exec", argv=("claude",)),
+        environ={},
+        resolve_secrets=False,
+    )
     result = plan(spec, EngineFacts(version="28.2.2", runtimes=frozenset({"runc"})))
     data = result.to_dict()
     assert "git_gate" not in data["images"]
     assert data["anthropic_credential"] == "none"
     assert data["runtime"] == "runc"
-    assert any("no cred_proxy route" in w for w in result.warnings)
     assert any("gVisor" in w for w in result.warnings)
     assert not any("CVE" in w for w in result.warnings)
 
@@ -131,7 +141,7 @@ def test_gvisor_is_chosen_when_the_engine_has_it(loaded: manifest.Manifest) -> N
 
 
 def test_old_engines_are_warned_about(loaded: manifest.Manifest) -> None:
-    spec = build_spec(loaded, "plain", command=Command(), environ={})
+    spec = build_spec(loaded, "plain", command=Command(), environ=LOGIN)
     result = plan(spec, EngineFacts(version="20.10.24+dfsg1", runtimes=frozenset({"runc"})))
     assert any("CVE-2024-29018" in w for w in result.warnings)
 
@@ -169,7 +179,7 @@ def test_skill_and_prompt_file_resolve(write_manifest: Callable[..., Path], tmp_
             "agents": {"a": {"bottle": "b", "skills": ["skills/s"], "prompt_file": "p.md"}},
         }
     )
-    spec = build_spec(manifest.load([path]), "a", command=Command(), environ={})
+    spec = build_spec(manifest.load([path]), "a", command=Command(), environ=LOGIN)
     assert spec.skills == (project / "skills/s",)
     assert spec.prompt_file == project / "p.md"
 
@@ -188,3 +198,131 @@ def test_pins_the_product_uses_are_concrete() -> None:
         assert value and "TBD" not in value, key
     assert pins.pipelock_image() == "ghcr.io/luckypipewrench/pipelock:2.3.0"
     assert pins.gitleaks_image().endswith(":" + pins.pin("GITLEAKS_GO_VERSION"))
+
+
+BARE = {"bottles": {"b": {}}, "agents": {"a": {"bottle": "b"}}}
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable", "header", "injected"),
+    [
+        (LOGIN, "CLAUDE_BOTTLE_OAUTH_TOKEN", "Authorization", f"Bearer {OAUTH_TOKEN}"),
+        ({"RBOTTLE_OAUTH_TOKEN": OAUTH_TOKEN}, "RBOTTLE_OAUTH_TOKEN", "Authorization", None),
+        (LOGIN | {"ANTHROPIC_API_KEY": "sk-ant-api"}, "CLAUDE_BOTTLE_OAUTH_TOKEN", None, None),
+        ({"ANTHROPIC_API_KEY": "sk-ant-api\n"}, "ANTHROPIC_API_KEY", "x-api-key", "sk-ant-api"),
+    ],
+)
+def test_a_bottle_without_a_claude_route_logs_in_from_the_local_environment(
+    write_manifest: Callable[..., Path],
+    environ: dict[str, str],
+    variable: str,
+    header: str | None,
+    injected: str | None,
+) -> None:
+    loaded = manifest.load([write_manifest(BARE)])
+    spec = build_spec(loaded, "a", command=Command(mode="print", prompt="hi"), environ=environ)
+    route = spec.anthropic_route
+    assert route is not None
+    assert (route.name, route.upstream, route.login) == (
+        "anthropic",
+        "https://api.anthropic.com/",
+        variable,
+    )
+    [(name, value)] = route.inject.items()
+    assert name == (header or name) and value.source == f"from ${variable}"
+    assert value.value is not None
+    if injected:
+        assert value.value.get_secret_value() == injected
+    kind = "API key" if variable == "ANTHROPIC_API_KEY" else "subscription token"
+    data = plan(spec, None).to_dict()
+    assert data["anthropic_credential"] == (
+        f"{kind} from ${variable}, via the credential proxy to https://api.anthropic.com/"
+    )
+    assert data["cred_routes"][0]["added_from"] == variable
+    assert OAUTH_TOKEN not in json.dumps(data) and "sk-ant-api" not in json.dumps(data)
+
+
+def test_a_dry_run_names_the_login_variable_and_reads_no_value(
+    write_manifest: Callable[..., Path],
+) -> None:
+    loaded = manifest.load([write_manifest(BARE)])
+    spec = build_spec(loaded, "a", command=Command(), environ=LOGIN, resolve_secrets=False)
+    route = spec.anthropic_route
+    assert route is not None and route.inject["Authorization"].value is None
+
+
+def test_without_any_credential_claude_code_runs_are_refused_and_commands_are_not(
+    write_manifest: Callable[..., Path],
+) -> None:
+    loaded = manifest.load([write_manifest(BARE)])
+    for command in (Command(), Command(mode="print", prompt="hi")):
+        with pytest.raises(ManifestError) as info:
+            build_spec(loaded, "a", command=command, environ={}, resolve_secrets=False)
+        assert "bottles.b: no Anthropic credential for Claude Code: export" in info.value.message
+        assert "CLAUDE_BOTTLE_OAUTH_TOKEN" in info.value.message
+        assert "\n" not in info.value.message
+    spec = build_spec(loaded, "a", command=Command(mode="exec", argv=("true",)), environ={})
+    assert spec.routes == ()
+
+
+def test_a_route_or_an_agent_credential_in_the_manifest_wins_over_the_environment(
+    write_manifest: Callable[..., Path],
+) -> None:
+    route = {
+        "name": "anthropic",
+        "upstream": "https://gw.example.test",
+        "role": "anthropic-base-url",
+    }
+    plain = {"name": "anthropic", "upstream": "https://other.example.test"}
+    loaded = manifest.load(
+        [
+            write_manifest(
+                {
+                    "bottles": {
+                        "routed": {"cred_proxy": {"routes": [route]}},
+                        "keyed": {"env": {"ANTHROPIC_API_KEY": "${MY_KEY}"}},
+                        "named": {"cred_proxy": {"routes": [plain]}},
+                    },
+                    "agents": {
+                        "routed": {"bottle": "routed"},
+                        "keyed": {"bottle": "keyed"},
+                        "named": {"bottle": "named"},
+                    },
+                }
+            )
+        ]
+    )
+    environ = LOGIN | {"MY_KEY": "k"}
+    routed = build_spec(loaded, "routed", command=Command(), environ=environ)
+    assert [r.login for r in routed.routes] == [None]
+    keyed = build_spec(loaded, "keyed", command=Command(), environ=environ)
+    assert keyed.routes == ()
+    named = build_spec(loaded, "named", command=Command(), environ=environ)
+    assert [(r.name, r.login) for r in named.routes] == [
+        ("anthropic", None),
+        ("rbottle-anthropic", "CLAUDE_BOTTLE_OAUTH_TOKEN"),
+    ]
+
+
+def test_an_anthropic_key_held_by_the_agent_behind_egress_is_warned_about() -> None:
+    from pydantic import SecretStr
+
+    from remotebottle.backend.docker.planner import plan as make_plan
+    from remotebottle.backend.spec import BottleSpec, Command, Secretish
+
+    def spec(source: str, egress: bool) -> BottleSpec:
+        return BottleSpec(
+            identity="w-abcde",
+            agent="w",
+            bottle="b",
+            command=Command(mode="exec", argv=("true",)),
+            egress_enabled=egress,
+            env={"ANTHROPIC_API_KEY": Secretish(source, SecretStr("sk-0123456789abcdef"))},
+        )
+
+    def warned(s: BottleSpec) -> bool:
+        return any("ANTHROPIC_API_KEY" in w for w in make_plan(s, None).warnings)
+
+    assert warned(spec("from $ANTHROPIC_API_KEY", egress=True))
+    assert not warned(spec("literal", egress=True))
+    assert not warned(spec("from $ANTHROPIC_API_KEY", egress=False))

@@ -59,7 +59,9 @@ def route_table(routes: Sequence[RouteSpec]) -> bytes:
             inject[header] = value.value.get_secret_value()
         entry: dict[str, Any] = {"name": route.name, "upstream": route.upstream, "inject": inject}
         if route.role == ANTHROPIC_ROLE:
-            entry["policy"] = {"grants": sorted(route.grants)}
+            headers = {h.lower() for h in inject}
+            api_key = "x-api-key" in headers and "authorization" not in headers
+            entry["policy"] = {"grants": sorted(route.grants), "apiKey": api_key}
         table.append(entry)
     return json.dumps({"routes": table}).encode()
 

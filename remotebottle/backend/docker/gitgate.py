@@ -1,15 +1,16 @@
 """The git gate sidecar: every `git` remote of a bottle, reached only through it.
 
-The agent's ~/.gitconfig rewrites each upstream URL (`ssh://User@Host:Port/`, and the
-scp-like `User@Host:`) to the gate, `http://git-gate:8080/<remote>/<form>/`, which it
-reaches on the bottle's internal network. The gate (resources/gitgate: a small smart-HTTP
-server over `git http-backend`, on the agent image plus the pinned gitleaks) holds a
-bare mirror per repository, brings it up to date from the upstream over SSH before every
-fetch or push (failing when the upstream cannot be reached), scans every object a push adds
-with gitleaks, refuses force-pushes, deletions and CI changes unless the remote allows them,
-and forwards clean pushes upstream. The upstream private key, its pinned host
-key and the SSH settings live only in the bottle's tmpfs vault, readable by the gate's
-uid alone; the upstream's `ExtraHosts` are the gate's, not the agent's.
+The agent's ~/.gitconfig rewrites each upstream URL (`ssh://[User@]Host[:Port]/`, and the
+scp-like `[User@]Host:`, Host being the entry's alias) to the gate,
+`http://git-gate:8080/<remote>/<form>/`, which it reaches on the bottle's internal network.
+The gate (resources/gitgate: a small smart-HTTP server over `git http-backend`, on the
+agent image plus the pinned gitleaks) holds a bare mirror per repository, brings it up to
+date from the upstream (the entry's Hostname) over SSH before every fetch or push (failing
+when the upstream cannot be reached), scans every object a push adds with gitleaks, refuses
+force-pushes, deletions and CI changes unless the remote allows them, and forwards clean
+pushes upstream. The upstream private key, its host key (pinned for Hostname) and the SSH
+settings live only in the bottle's tmpfs vault, readable by the gate's uid alone; the
+upstream's `ExtraHosts` are the gate's, not the agent's.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from remotebottle import hostkeys
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.images import build_git_gate_image
 from remotebottle.backend.docker.sidecar import (
@@ -76,12 +78,15 @@ def agent_gitconfig(named: Sequence[Remote]) -> bytes:
     lines: list[str] = []
     for remote in named:
         spec = remote.spec
+        # With and without the user, as with an ssh_config Host alias.
         lines.append(f'[url "{gate_url(remote, "ssh")}"]')
-        lines.append(f"\tinsteadOf = {spec.url_prefix}")
-        if spec.port == 22:
-            lines.append(f"\tinsteadOf = ssh://{spec.user}@{spec.host}/")
+        for user in (f"{spec.user}@", ""):
+            lines.append(f"\tinsteadOf = ssh://{user}{spec.host}:{spec.port}/")
+            if spec.port == 22:
+                lines.append(f"\tinsteadOf = ssh://{user}{spec.host}/")
         lines.append(f'[url "{gate_url(remote, "scp")}"]')
         lines.append(f"\tinsteadOf = {spec.user}@{spec.host}:")
+        lines.append(f"\tinsteadOf = {spec.host}:")
     # The gate is on the agent's own network: never through the egress proxy.
     lines += [f'[http "http://{ALIAS}:{PORT}/"]', "\tproxy = "]
     return ("\n".join(lines) + "\n").encode()
@@ -101,15 +106,15 @@ def vault_files(named: Sequence[Remote]) -> dict[str, bytes]:
         spec = remote.spec
         config += [
             f"Host {remote.name}",
-            f"  HostName {spec.host}",
+            f"  HostName {spec.target}",
             f"  Port {spec.port}",
             f"  User {spec.user}",
-            f"  HostKeyAlias {remote.name}",
         ]
         if spec.identity_file is not None:
             config.append(f"  IdentityFile {directory}/{remote.name}.key")
             files[f"{remote.name}.key"] = _read_key(spec)
-        known_hosts.append(f"{remote.name} {' '.join(spec.known_host_key.split()[:2])}")
+        name = hostkeys.known_hosts_name(spec.target, spec.port)
+        known_hosts.append(f"{name} {' '.join(spec.known_host_key.split()[:2])}")
     config += [
         "Host *",
         "  IdentitiesOnly yes",
@@ -117,6 +122,7 @@ def vault_files(named: Sequence[Remote]) -> dict[str, bytes]:
         "  StrictHostKeyChecking yes",
         f"  UserKnownHostsFile {directory}/known_hosts",
         "  GlobalKnownHostsFile /dev/null",
+        "  CheckHostIP no",
         "  UpdateHostKeys no",
         "  BatchMode yes",
         "  PasswordAuthentication no",

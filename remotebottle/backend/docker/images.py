@@ -142,6 +142,11 @@ def build_agent_image(client: docker.DockerClient, progress: Progress) -> str:
     return ref
 
 
+def derived_image(base: str, lines: str) -> str:
+    """The reference of `base` plus approved Dockerfile `lines`: one per content."""
+    return f"{AGENT_REPOSITORY}-custom:{inputs_hash({'lines': lines.encode()}, base)}"
+
+
 def build_derived_image(
     client: docker.DockerClient, base: str, lines: str, progress: Progress
 ) -> str:
@@ -152,13 +157,12 @@ def build_derived_image(
     themselves are built with none.
     """
     packages = derived.packages_of(lines)
-    digest = inputs_hash({"lines": lines.encode()}, base)
-    ref = f"{AGENT_REPOSITORY}-custom:{digest}"
+    ref = derived_image(base, lines)
     if has_image(client, ref):
         return ref
     start = base
     if packages:
-        start = f"{AGENT_REPOSITORY}-custom:{digest}-packages"
+        start = f"{ref}-packages"
         progress(f"downloading the approved packages: {' '.join(packages)}")
         download = derived.download_dockerfile(base, packages)
         build_image(client, start, {"Dockerfile": download}, {}, progress)

@@ -6,6 +6,9 @@ from remotebottle.backend.docker.engine import EngineFacts
 from remotebottle.backend.docker.images import image_refs
 from remotebottle.backend.spec import BottlePlan, BottleSpec
 
+# Claude Code's own credential variables: given to the agent, it sends them upstream.
+AGENT_HELD_CREDENTIALS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
+
 
 def plan(spec: BottleSpec, facts: EngineFacts | None) -> BottlePlan:
     """Resolve images, runtime and warnings. `facts` is None when the engine is not asked."""
@@ -14,6 +17,17 @@ def plan(spec: BottleSpec, facts: EngineFacts | None) -> BottlePlan:
         warnings.append(
             "no cred_proxy route has role 'anthropic-base-url': the agent gets no Anthropic"
             " credential (log in inside the bottle, or add a route)"
+        )
+    held = sorted(
+        name
+        for name, value in spec.env.items()
+        if name in AGENT_HELD_CREDENTIALS and value.source != "literal"
+    )
+    if held and spec.egress_enabled:
+        warnings.append(
+            f"the bottle's env gives the agent {', '.join(held)}: the egress proxy's DLP refuses"
+            " requests carrying it (its own secrets are matched exactly); let the credential"
+            " proxy hold it instead (drop it from env: rbottle adds the route by itself)"
         )
     if facts is None:
         runtime = "auto"

@@ -72,7 +72,9 @@ function filterBetas(value, policy) {
     const grantedPrefixes = Object.entries(GRANTED_BETAS)
       .filter(([grant]) => granted(policy, grant))
       .flatMap(([, prefixes]) => prefixes);
-    const ok = [...SAFE_BETAS, ...grantedPrefixes].some((p) => beta.startsWith(p));
+    // The agent holds an OAuth-shaped placeholder; upstream, an API key goes without the beta.
+    const wrongLogin = policy.apiKey === true && beta.startsWith('oauth-');
+    const ok = !wrongLogin && [...SAFE_BETAS, ...grantedPrefixes].some((p) => beta.startsWith(p));
     (ok ? kept : stripped).push(beta);
   }
   return { kept: kept.join(','), stripped };

@@ -1,0 +1,127 @@
+"""Login with no manifest wiring: a bottle without a Claude Code route logs in from
+`CLAUDE_BOTTLE_OAUTH_TOKEN` (or `ANTHROPIC_API_KEY`) in the local environment, and the
+credential never enters it.
+
+A real `claude -p` turn runs against the fake Messages API, which records what arrives: the
+token as the bearer credential (the key as `x-api-key`, without the OAuth beta). The route
+rbottle adds points at https://api.anthropic.com; here it is pointed at the fake API, the
+only change to what `build_spec` made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import secrets
+from collections.abc import Callable
+
+import docker
+import pytest
+
+from remotebottle import manifest
+from remotebottle.backend.docker import credproxy
+from remotebottle.backend.docker import labels as L
+from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
+from remotebottle.backend.spec import BottleSpec, Command
+from remotebottle.resolve import build_spec
+from remotebottle.session import stream_output
+from tests.e2e.conftest import FAKE_API_URL, FakeApi
+
+pytestmark = pytest.mark.e2e
+
+# While Claude Code's turn runs, every process's command line and environment, sampled into
+# a file: the container's exported filesystem holds them for the test to search.
+SCRIPT = """
+sample() { while :; do cat /proc/[0-9]*/cmdline /proc/[0-9]*/environ 2>/dev/null \
+  | tr '\\0' '\\n'; echo SAMPLED; sleep 0.1; done; }
+sample > /tmp/processes.txt 2>&1 &
+claude -p 'say hello'; code=$?
+kill $!
+echo "ENV:$CLAUDE_CODE_OAUTH_TOKEN:$ANTHROPIC_BASE_URL"
+exit $code
+"""
+
+
+def login_spec(variable: str, token: str) -> BottleSpec:
+    parsed = manifest.parse(
+        json.dumps(
+            {
+                "bottles": {"sealed": {"egress": {"enabled": False}}},
+                "agents": {"worker": {"bottle": "sealed"}},
+            }
+        )
+    )
+    spec = build_spec(
+        manifest.Manifest(bottles=parsed.bottles, agents=parsed.agents),
+        "worker",
+        command=Command(mode="exec", argv=("sh", "-c", SCRIPT)),
+        environ={variable: token},
+    )
+    [route] = spec.routes
+    assert route.login == variable
+    assert route.upstream == "https://api.anthropic.com/"
+    return dataclasses.replace(spec, routes=(dataclasses.replace(route, upstream=FAKE_API_URL),))
+
+
+def bottle_logs(client: docker.DockerClient, identity: str) -> str:
+    found = client.containers.list(all=True, filters={"label": f"{L.IDENTITY}={identity}"})
+    return "".join(c.logs().decode(errors="replace") for c in found)
+
+
+@pytest.mark.parametrize(
+    "variable", ["CLAUDE_BOTTLE_OAUTH_TOKEN", "ANTHROPIC_API_KEY"], ids=["subscription", "api-key"]
+)
+def test_the_local_credential_logs_claude_code_in_and_never_enters_the_bottle(
+    docker_client: docker.DockerClient,
+    fake_api: Callable[..., FakeApi],
+    caplog: pytest.LogCaptureFixture,
+    variable: str,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = f"sk-ant-e2e-{secrets.token_hex(16)}"
+    api = fake_api(reply="Hello, subscriber.")
+    backend = DockerBottleBackend(docker_client)
+    plan = backend.prepare(login_spec(variable, token))
+    out, err = io.BytesIO(), io.BytesIO()
+    options = LaunchOptions(tty=False, before_agent_start=api.join)
+    with backend.launch(plan, options) as bottle:
+        code = stream_output(
+            docker_client,
+            bottle.agent_container,
+            stdout=out,
+            stderr=err,
+            on_attached=lambda: backend.release(bottle),
+        )
+        inspect = json.dumps(docker_client.api.inspect_container(bottle.agent_container))
+        filesystem = b"".join(docker_client.api.export(bottle.agent_container))
+        logs = bottle_logs(docker_client, bottle.identity)
+    output = out.getvalue().decode() + err.getvalue().decode()
+    assert code == 0, output
+    assert "Hello, subscriber." in output
+    assert f"ENV:{credproxy.PLACEHOLDER_TOKEN}:http://cred-proxy:8080/anthropic" in output
+
+    messages = [r for r in api.requests() if r["path"].startswith("/v1/messages")]
+    assert messages, "Claude Code's request never reached the upstream"
+    subscription = variable == "CLAUDE_BOTTLE_OAUTH_TOKEN"
+    for request in messages:
+        headers = request["headers"]
+        betas = headers["anthropic-beta"].split(",")
+        if subscription:
+            assert headers["authorization"] == f"Bearer {token}"
+            assert "x-api-key" not in headers and "oauth-2025-04-20" in betas
+        else:
+            assert headers["x-api-key"] == token
+            assert "authorization" not in headers
+            assert not any(b.startswith("oauth-") for b in betas), betas
+
+    for where, text in {
+        "the agent's output": output,
+        "the agent container's config": inspect,
+        "a container's log": logs,
+        "rbottle's own log": caplog.text,
+    }.items():
+        assert token not in text, f"the token is in {where}"
+    assert b"SAMPLED\n" in filesystem and b"ANTHROPIC_BASE_URL=http://cred-proxy" in filesystem
+    assert token.encode() not in filesystem, "the token is in the agent's processes or files"
