@@ -1,8 +1,8 @@
 """Bench: start-to-first-output of a bottle vs a bare `docker run` of the agent image.
 
 Both are measured in the same run on the same engine, alternating, and printed
-as medians and a ratio. A second figure, SSE first-byte latency through pipelock
-vs direct, needs the pinned pipelock image and says so when it is missing.
+as medians and a ratio. The bottle has its egress proxy when the pinned pipelock image
+is on the engine (what the proxy costs per request: bench/egress.py).
 
     python bench/bottle_start.py [--runs N]
 """
@@ -108,8 +108,8 @@ def main() -> int:
     print(f"{label:48} {s * 1000:7.0f}ms  {s / b:4.2f}")
     if not with_proxy:
         print(
-            f"SSE first byte through pipelock vs direct: not measured: {pins.pipelock_image()} "
-            "is not on this engine (no registry; the Go module proxy refuses the module)"
+            f"the egress proxy is not measured: {pins.pipelock_image()} is not on this engine"
+            " (`make pipelock-image`; bench/egress.py measures what it costs)"
         )
     return 0
 
