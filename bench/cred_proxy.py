@@ -27,7 +27,6 @@ sys.path.insert(0, str(ROOT))
 
 from bench.tunnel import machine  # noqa: E402
 from remotebottle.backend.docker.backend import (  # noqa: E402
-    BottleNetworks,
     DockerBottleBackend,
     LaunchOptions,
 )
@@ -73,10 +72,6 @@ def main() -> int:
     image = build_agent_image(client, lambda msg: print(msg, file=sys.stderr))
     api = FakeApi(client, image, "benchmark reply")
 
-    def join_both(networks: BottleNetworks) -> None:
-        api.join(networks)
-        client.networks.get(networks.internal).connect(api.container, aliases=[FAKE_API_ALIAS])
-
     spec = BottleSpec(
         identity=f"bench-{secrets.token_hex(3)[:5]}",
         agent="bench",
@@ -93,7 +88,7 @@ def main() -> int:
     )
     backend = DockerBottleBackend(client)
     try:
-        options = LaunchOptions(tty=False, before_agent_start=join_both)
+        options = LaunchOptions(tty=False, before_agent_start=api.join_internal_too)
         with backend.launch(backend.prepare(spec), options) as bottle:
             result = client.containers.get(bottle.agent_container).exec_run(
                 ["python3", "-c", PROBE, str(args.n)], user=str(AGENT_UID)

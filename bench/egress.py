@@ -40,7 +40,6 @@ sys.path.insert(0, str(ROOT))
 from bench.tunnel import machine  # noqa: E402
 from remotebottle import pins  # noqa: E402
 from remotebottle.backend.docker.backend import (  # noqa: E402
-    BottleNetworks,
     DockerBottleBackend,
     LaunchOptions,
 )
@@ -144,10 +143,6 @@ def main() -> int:
     api = FakeApi(client, image, "benchmark reply", tls=True)
     assert api.tls
 
-    def join_both(networks: BottleNetworks) -> None:
-        api.join(networks)
-        client.networks.get(networks.internal).connect(api.container, aliases=[FAKE_API_ALIAS])
-
     spec = BottleSpec(
         identity=f"bench-{secrets.token_hex(3)[:5]}",
         agent="bench",
@@ -168,7 +163,7 @@ def main() -> int:
         options = LaunchOptions(
             tty=False,
             trusted_hosts=(FAKE_API_ALIAS,),
-            before_agent_start=join_both,
+            before_agent_start=api.join_internal_too,
             upstream_ca_certs=(api.tls.ca_pem,),
         )
         with backend.launch(backend.prepare(spec), options) as bottle:

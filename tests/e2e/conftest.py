@@ -164,6 +164,14 @@ class FakeApi:
             time.sleep(0.1)
         raise AssertionError(f"fake API did not start: {self.container.logs().decode()}")
 
+    def join_internal_too(self, networks: BottleNetworks) -> None:
+        """`join`, and the bottle's internal network as well, so that the agent reaches this
+        API directly too (the benches' baseline)."""
+        self.join(networks)
+        self.client.networks.get(networks.internal).connect(
+            self.container, aliases=[FAKE_API_ALIAS]
+        )
+
     def requests(self) -> list[dict[str, Any]]:
         # From inside its own container: it may have left the bottle's network already.
         if self.tls:
