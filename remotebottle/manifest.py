@@ -536,9 +536,28 @@ def _anchor(entry: Any, base: Path) -> Any:
     """Make an agent's relative file paths relative to its manifest's directory."""
     if not isinstance(entry, Agent):
         return entry
-    skills = [str(_resolve(base, s)) for s in entry.skills]
+    skills = [str(_skill_path(base, s)) for s in entry.skills]
     prompt_file = str(_resolve(base, entry.prompt_file)) if entry.prompt_file else None
     return entry.model_copy(update={"skills": skills, "prompt_file": prompt_file})
+
+
+def _skill_path(base: Path, value: str) -> Path:
+    """A skill directory: a path relative to the manifest, or a bare name (as claude-bottle
+    writes them) found next to the manifest, in its `.claude/skills/`, or in
+    `~/.claude/skills/`, the first that holds a SKILL.md."""
+    if not _is_bare_name(value):
+        return _resolve(base, value)
+    places = [base / value, base / ".claude" / "skills" / value, personal_skills_dir() / value]
+    return next((p.resolve() for p in places if (p / "SKILL.md").is_file()), places[0].resolve())
+
+
+def _is_bare_name(value: str) -> bool:
+    return bool(value) and "/" not in value and not value.startswith((".", "~"))
+
+
+def personal_skills_dir() -> Path:
+    """Claude Code's personal skills, where a bare skill name is looked up last."""
+    return Path(os.path.expanduser("~")) / ".claude" / "skills"
 
 
 def _resolve(base: Path, value: str) -> Path:

@@ -60,7 +60,8 @@ def build_spec(
         if not (skill / "SKILL.md").is_file():
             raise ManifestError(
                 f"{source}: agents.{agent_name}.skills[{index}]: {skill} has no SKILL.md",
-                hint="a skill is a directory holding SKILL.md; paths are relative to the manifest",
+                hint="a skill is a directory holding SKILL.md: a path relative to the manifest,"
+                " or a bare name found next to it, in its .claude/skills/ or in ~/.claude/skills/",
             )
     prompt_file = Path(agent.prompt_file) if agent.prompt_file else None
     if prompt_file is not None and not prompt_file.is_file():

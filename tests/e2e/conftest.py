@@ -119,13 +119,21 @@ class FakeApi:
     """The fake Messages API in a container of its own, joined to a bottle's network."""
 
     def __init__(
-        self, client: docker.DockerClient, image: str, reply: str, tls: bool = False
+        self,
+        client: docker.DockerClient,
+        image: str,
+        reply: str,
+        tls: bool = False,
+        *,
+        names: tuple[str, ...] = (FAKE_API_ALIAS,),
+        port: int = 8080,
     ) -> None:
-        """With `tls`, it serves HTTPS with a certificate from a fresh CA (`self.tls.ca_pem`)
-        at `self.url`."""
+        """Reached as `names` on `port`. With `tls`, it serves HTTPS with a certificate for
+        them from a fresh CA (`self.tls.ca_pem`) at `self.url`."""
         self.client = client
-        self.tls = server_tls(FAKE_API_ALIAS) if tls else None
-        self.url = f"https://{FAKE_API_ALIAS}:8080" if tls else FAKE_API_URL
+        self.names, self.port = names, port
+        self.tls = server_tls(*names) if tls else None
+        self.url = f"{'https' if tls else 'http'}://{names[0]}:{port}"
         files = {"server.py": (HARNESS / "fake_anthropic" / "server.py").read_bytes()}
         tls_args: list[str] = []
         if self.tls:
@@ -134,9 +142,10 @@ class FakeApi:
             tls_args = ["--tls-cert", "/srv/cert.pem", "--tls-key", "/srv/key.pem"]
         self.container = client.containers.create(
             image,
-            ["/srv/server.py", "--port", "8080", "--reply", reply, *tls_args],
+            ["/srv/server.py", "--port", str(port), "--reply", reply, *tls_args],
             entrypoint=["python3"],
             user="1000",
+            sysctls={"net.ipv4.ip_unprivileged_port_start": "0"},
             name=f"rb-test-fakeapi-{secrets.token_hex(3)}",
             labels={TEST_LABEL: "1"},
             network_mode="none",
@@ -152,9 +161,13 @@ class FakeApi:
     def join(self, networks: BottleNetworks) -> None:
         """Connect to the network upstreams are reached on (the egress network when the
         bottle has a proxy, else its internal one) as fake-api, start, wait for it."""
-        net = self.client.networks.get(networks.egress or networks.internal)
+        self.join_network(networks.egress or networks.internal)
+
+    def join_network(self, network: str) -> None:
+        """Connect to `network` under its names, start, wait until it listens."""
+        net = self.client.networks.get(network)
         self.client.api.disconnect_container_from_network(self.container.id, "none")
-        net.connect(self.container, aliases=[FAKE_API_ALIAS])
+        net.connect(self.container, aliases=list(self.names))
         self.container.start()
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -169,18 +182,35 @@ class FakeApi:
         API directly too (the benches' baseline)."""
         self.join(networks)
         self.client.networks.get(networks.internal).connect(
-            self.container, aliases=[FAKE_API_ALIAS]
+            self.container, aliases=list(self.names)
         )
 
     def requests(self) -> list[dict[str, Any]]:
         # From inside its own container: it may have left the bottle's network already.
         if self.tls:
-            resolve = ["--cacert", "/srv/ca.pem", "--resolve", f"{FAKE_API_ALIAS}:8080:127.0.0.1"]
-            argv = ["curl", "-s", *resolve, f"{self.url}/_requests"]
+            at = f"{self.names[0]}:{self.port}:127.0.0.1"
+            argv = [
+                "curl",
+                "-s",
+                "--cacert",
+                "/srv/ca.pem",
+                "--resolve",
+                at,
+                f"{self.url}/_requests",
+            ]
         else:
-            argv = ["curl", "-s", "http://127.0.0.1:8080/_requests"]
+            argv = ["curl", "-s", f"http://127.0.0.1:{self.port}/_requests"]
         result = self.container.exec_run(argv)
         return list(json.loads(result.output))
+
+    def clear(self) -> None:
+        """Forget the requests recorded so far."""
+        scheme = "https" if self.tls else "http"
+        at = f"{self.names[0]}:{self.port}:127.0.0.1"
+        tls = ["--cacert", "/srv/ca.pem", "--resolve", at] if self.tls else []
+        url = f"{scheme}://{self.names[0]}:{self.port}/_requests"
+        result = self.container.exec_run(["curl", "-s", "-X", "DELETE", *tls, url])
+        assert result.exit_code == 0, result.output
 
     def remove(self) -> None:
         with contextlib.suppress(docker.errors.NotFound):

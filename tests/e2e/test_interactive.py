@@ -6,11 +6,6 @@ the tunnel); `attach` finds the VM from the bottle's state.
 
 from __future__ import annotations
 
-import os
-import shlex
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.tmux import RBOTTLE, Tmux
 from tests.e2e.vmparts import vm
-from tests.integration.conftest import require
 from tests.integration.fakevm import FakeVm, fakevm
 
 __all__ = ["fakevm", "vm"]
@@ -30,56 +25,6 @@ MANIFEST = {
     "bottles": {"sealed": {"egress": {"enabled": False}}},
     "agents": {"shell": {"bottle": "sealed"}},
 }
-
-
-class Tmux:
-    def __init__(self, name: str, workdir: Path) -> None:
-        self.name = name
-        self.workdir = workdir
-
-    def tmux(self, *args: str) -> str:
-        return subprocess.run(
-            ["tmux", *args], capture_output=True, text=True, check=True, timeout=30
-        ).stdout
-
-    def start(self, command: str) -> None:
-        env = " ".join(
-            f"{k}={shlex.quote(v)}"
-            for k, v in os.environ.items()
-            if k
-            in ("HOME", "REMOTEBOTTLE_HOME", "REMOTEBOTTLE_EXTRA_CA_CERTS", "PATH", "DOCKER_HOST")
-        )
-        self.tmux(
-            "new-session",
-            "-d",
-            "-s",
-            self.name,
-            "-x",
-            "100",
-            "-y",
-            "30",
-            "-c",
-            str(self.workdir),
-            f"env {env} {command}; echo EXITED=$?; sleep 600",
-        )
-
-    def keys(self, *keys: str) -> None:
-        self.tmux("send-keys", "-t", self.name, *keys)
-
-    def screen(self) -> str:
-        return self.tmux("capture-pane", "-p", "-t", self.name, "-S", "-200")
-
-    def wait_for(self, text: str, timeout: float = 180) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if text in screen:
-                return screen
-            time.sleep(0.1)
-        raise AssertionError(f"{text!r} never appeared; screen:\n{self.screen()}")
-
-    def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True, check=False)
 
 
 @pytest.fixture(params=["local", "vm"])
@@ -95,19 +40,14 @@ def tmux(
     where: str,
     request: pytest.FixtureRequest,
 ) -> Iterator[Tmux]:
-    if shutil.which("tmux") is None:
-        require("tmux is not installed; run `make setup`")
     manifest: dict[str, Any] = dict(MANIFEST)
     if where:
         fake: FakeVm = request.getfixturevalue("vm")
         manifest["hosts"] = {"vm": fake.hosts_entry()}
     project = write_manifest(manifest).parent
-    session = Tmux(f"rbtest{os.getpid()}{int(time.monotonic() * 1000) % 100000}", project)
+    session = Tmux.fresh(project)
     yield session
     session.kill()
-
-
-RBOTTLE = f"{shlex.quote(sys.executable)} -m remotebottle"
 
 
 def test_typing_resize_detach_attach_and_exit_status(tmux: Tmux, where: str) -> None:

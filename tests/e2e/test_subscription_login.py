@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import secrets
+import tarfile
 from collections.abc import Callable
 
 import docker
@@ -28,6 +29,7 @@ from remotebottle.backend.spec import BottleSpec, Command
 from remotebottle.resolve import build_spec
 from remotebottle.session import stream_output
 from tests.e2e.conftest import FAKE_API_URL, FakeApi
+from tests.integration.fakevm import TEST_LABEL
 
 pytestmark = pytest.mark.e2e
 
@@ -125,3 +127,82 @@ def test_the_local_credential_logs_claude_code_in_and_never_enters_the_bottle(
         assert token not in text, f"the token is in {where}"
     assert b"SAMPLED\n" in filesystem and b"ANTHROPIC_BASE_URL=http://cred-proxy" in filesystem
     assert token.encode() not in filesystem, "the token is in the agent's processes or files"
+
+
+def test_claude_code_sends_the_token_alike_with_or_without_a_base_url(
+    docker_client: docker.DockerClient, agent_image: str
+) -> None:
+    """What the proxy must replace, from Claude Code itself. With `CLAUDE_CODE_OAUTH_TOKEN`
+    set it sends the token as `authorization: Bearer` with the OAuth beta and no `x-api-key`,
+    to https://api.anthropic.com (no `ANTHROPIC_BASE_URL`) and to a base URL alike, so
+    the proxy replaces that one header (and the placeholder it holds) and nothing else.
+
+    A plain container of the agent image on an internal network, where the fake API answers
+    as api.anthropic.com and as proxy.test, over TLS from a CA Claude Code is told to trust."""
+    token = f"sk-ant-oat01-{secrets.token_hex(16)}"
+    api = FakeApi(
+        docker_client,
+        agent_image,
+        "Hello, token.",
+        tls=True,
+        names=("api.anthropic.com", "proxy.test"),
+        port=443,
+    )
+    assert api.tls is not None
+    network = docker_client.networks.create(
+        f"rb-test-login-{secrets.token_hex(3)}", internal=True, labels={TEST_LABEL: "1"}
+    )
+    seen: dict[str, dict[str, str]] = {}
+    try:
+        api.join_network(network.name)
+        for base_url in ("", "https://proxy.test"):
+            env = {"CLAUDE_CODE_OAUTH_TOKEN": token, "NODE_EXTRA_CA_CERTS": "/tmp/ca.pem"}
+            if base_url:
+                env["ANTHROPIC_BASE_URL"] = base_url
+            code, logs = run_claude(docker_client, agent_image, network.name, env, api.tls.ca_pem)
+            assert code == 0 and "Hello, token." in logs, logs
+            [message] = [
+                r for r in api.requests() if r["path"].split("?")[0].endswith("/v1/messages")
+            ]
+            seen[base_url or "api.anthropic.com"] = message["headers"]
+            api.clear()
+    finally:
+        api.remove()
+        network.remove()
+    direct, based = seen["api.anthropic.com"], seen["https://proxy.test"]
+    for headers in (direct, based):
+        assert headers["authorization"] == f"Bearer {token}"
+        assert "oauth-2025-04-20" in headers["anthropic-beta"].split(",")
+        assert "x-api-key" not in headers
+    # To api.anthropic.com itself it adds request-class and id headers (x-claude-code-*,
+    # x-claude-1p-request-class, x-client-request-id), none of them a credential.
+    assert set(based) <= set(direct), (direct, based)
+    for headers in (direct, based):
+        only_token = [k for k, v in headers.items() if token in v]
+        assert only_token == ["authorization"], "the token travels in another header too"
+
+
+def run_claude(
+    client: docker.DockerClient, image: str, network: str, env: dict[str, str], ca_pem: bytes
+) -> tuple[int, str]:
+    """`claude -p 'say hello'` in a throwaway container of `image` on `network`."""
+    container = client.containers.create(
+        image,
+        ["-p", "say hello"],
+        entrypoint=["claude"],
+        environment=env,
+        network=network,
+        labels={TEST_LABEL: "1"},
+    )
+    try:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            info = tarfile.TarInfo("ca.pem")
+            info.size, info.mode = len(ca_pem), 0o644
+            tar.addfile(info, io.BytesIO(ca_pem))
+        container.put_archive("/tmp", buffer.getvalue())
+        container.start()
+        code = int(container.wait(timeout=180)["StatusCode"])
+        return code, container.logs().decode(errors="replace")
+    finally:
+        container.remove(force=True)

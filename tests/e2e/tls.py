@@ -20,8 +20,9 @@ class ServerTls:
     key_pem: bytes
 
 
-def server_tls(hostname: str) -> ServerTls:
-    """A fresh CA, and a certificate for `hostname` signed by it (valid for one day)."""
+def server_tls(hostname: str, *more: str) -> ServerTls:
+    """A fresh CA, and a certificate for `hostname` (and `more` names) signed by it, valid
+    for one day."""
     ca = make_ca(f"test upstream {hostname}", days=1)
     ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
     ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
@@ -36,7 +37,10 @@ def server_tls(hostname: str) -> ServerTls:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(hostname)]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in (hostname, *more)]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())

@@ -184,6 +184,29 @@ def test_skill_and_prompt_file_resolve(write_manifest: Callable[..., Path], tmp_
     assert spec.prompt_file == project / "p.md"
 
 
+def test_a_bare_skill_name_is_found_as_claude_bottle_finds_it(
+    write_manifest: Callable[..., Path], isolated_home: Path, tmp_path: Path
+) -> None:
+    """Next to the manifest first, then its .claude/skills/, then ~/.claude/skills/."""
+    project = tmp_path / "project"
+    for where in (project / ".claude/skills/both", isolated_home / ".claude/skills/both"):
+        where.mkdir(parents=True)
+        (where / "SKILL.md").write_text("---\nname: both\n---\n")
+    (isolated_home / ".claude/skills/mine").mkdir(parents=True)
+    (isolated_home / ".claude/skills/mine/SKILL.md").write_text("---\nname: mine\n---\n")
+    path = write_manifest(
+        {"bottles": {"b": {}}, "agents": {"a": {"bottle": "b", "skills": ["both", "mine"]}}}
+    )
+    spec = build_spec(manifest.load([path]), "a", command=Command(), environ=LOGIN)
+    assert spec.skills == (project / ".claude/skills/both", isolated_home / ".claude/skills/mine")
+    missing = write_manifest(
+        {"bottles": {"b": {}}, "agents": {"a": {"bottle": "b", "skills": ["nowhere"]}}}
+    )
+    with pytest.raises(ManifestError, match=r"skills\[0\]: .*nowhere has no SKILL.md") as error:
+        build_spec(manifest.load([missing]), "a", command=Command(), environ=LOGIN)
+    assert "~/.claude/skills/" in str(error.value.hint)
+
+
 def test_missing_prompt_file_is_a_clean_error(write_manifest: Callable[..., Path]) -> None:
     path = write_manifest(
         {"bottles": {"b": {}}, "agents": {"a": {"bottle": "b", "prompt_file": "x.md"}}}
