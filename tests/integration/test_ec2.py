@@ -32,10 +32,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from remotebottle import state as rb_state
 from remotebottle.errors import HostError, ProvisionError, TeardownError
-from remotebottle.hosts import pricing
-from remotebottle.hosts.cloud_init import host_key_from_console, render_user_data
-from remotebottle.hosts.ec2 import Ec2Provider, public_cidr, ssh_banner
+from remotebottle.hosts.ec2 import Ec2Provider, pricing
+from remotebottle.hosts.ec2.bootstrap import host_key_from_console, public_cidr, render_user_data
 from remotebottle.hosts.provider import TAG_CREATED, TAG_EXPIRES, TAG_IDENTITY, TAG_OWNER
+from remotebottle.hosts.wait import ssh_banner
 from remotebottle.manifest import Ec2Host
 from tests.integration.conftest import require
 from tests.integration.moto_server import AMD64_NEW, ARM64_NEW, MotoServer

@@ -26,9 +26,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from remotebottle.errors import HostError, ProvisionError
-from remotebottle.hosts import fly
-from remotebottle.hosts.fly import FlyProvider
-from remotebottle.hosts.fly_api import FlyApiError, FlyAppError, FlyAuthError
+from remotebottle.hosts.fly import FlyProvider, pricing
+from remotebottle.hosts.fly import config as fly_config
+from remotebottle.hosts.fly.api import FlyApiError, FlyAppError, FlyAuthError
 from remotebottle.hosts.provider import Machine, OwnedResource
 from remotebottle.manifest import FlyHost
 
@@ -184,7 +184,7 @@ def happy_routes(fake: FakeFly, machines: Any = None) -> None:
 def listen_as_the_machine(monkeypatch: pytest.MonkeyPatch, banner: bytes | None = None) -> FakeSshd:
     """A fake sshd on a free loopback port, made the only port the provider can pick."""
     server = FakeSshd() if banner is None else FakeSshd(banner)
-    monkeypatch.setattr(fly, "SSH_PORT_RANGE", (server.port, server.port + 1))
+    monkeypatch.setattr(fly_config, "SSH_PORT_RANGE", (server.port, server.port + 1))
     return server
 
 
@@ -214,7 +214,7 @@ def test_create_sends_the_documented_requests(
     machines = fixture("machines_list.json")
     # Another session's Machine holds the other port of the range: ours must avoid it.
     machines[0]["config"]["services"][0]["ports"][0]["port"] = sshd.port - 1
-    monkeypatch.setattr(fly, "SSH_PORT_RANGE", (sshd.port - 1, sshd.port + 1))
+    monkeypatch.setattr(fly_config, "SSH_PORT_RANGE", (sshd.port - 1, sshd.port + 1))
     happy_routes(fake, machines)
     machine = provider(fake).create(IDENTITY, progress=progress)
 
@@ -229,7 +229,7 @@ def test_create_sends_the_documented_requests(
     assert volume == {
         "name": "rb_implementer_k3x9q",
         "region": "ord",
-        "size_gb": fly.VOLUME_GB,
+        "size_gb": pricing.VOLUME_GB,
         "require_unique_zone": False,
     }
     create = fake.seen[2]
@@ -255,8 +255,8 @@ def test_create_sends_the_documented_requests(
     assert 0 < int(wait["timeout"][0]) <= 60
 
     files = {f["guest_path"]: base64.b64decode(f["raw_value"]).decode() for f in config["files"]}
-    assert files[fly.TTL_PATH] == "15\n"
-    host_key = serialization.load_ssh_private_key(files[fly.HOST_KEY_PATH].encode(), None)
+    assert files[fly_config.TTL_PATH] == "15\n"
+    host_key = serialization.load_ssh_private_key(files[fly_config.HOST_KEY_PATH].encode(), None)
     host_public = host_key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     )
@@ -266,7 +266,7 @@ def test_create_sends_the_documented_requests(
     login_public = login.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     )
-    assert files[fly.AUTHORIZED_KEYS_PATH] == login_public.decode() + "\n"
+    assert files[fly_config.AUTHORIZED_KEYS_PATH] == login_public.decode() + "\n"
     assert machine.login_key not in json.dumps(create.body)
     assert config["metadata"]["rbottle_host_key"] == machine.host_key
     assert config["metadata"]["rbottle_login_key"] == login_public.decode()
@@ -589,38 +589,40 @@ def test_preflight_names_what_is_paid_for() -> None:
     assert re.match(
         r"~\$0\.04\d/h \(approximate, from fly\.io/docs/about/pricing", shown["hourly_price"]
     )
-    assert FlyProvider(entry(region=None)).preflight()["region"] == fly.DEFAULT_REGION
+    assert FlyProvider(entry(region=None)).preflight()["region"] == fly_config.DEFAULT_REGION
 
 
 def test_small_presets_get_enough_memory_and_pay_for_it() -> None:
     small = FlyProvider(entry(vm_size="shared-cpu-1x"))
     assert small.guest() == {"cpu_kind": "shared", "cpus": 1, "memory_mb": 2048}
-    assert small.hourly_usd() > fly.VM_SIZES["shared-cpu-1x"].usd_month / fly.HOURS_PER_MONTH
+    assert (
+        small.hourly_usd() > pricing.VM_SIZES["shared-cpu-1x"].usd_month / pricing.HOURS_PER_MONTH
+    )
 
 
 def test_ports_are_stable_and_avoid_taken_ones() -> None:
-    port = fly.pick_port(IDENTITY, ())
-    assert port != fly.pick_port("reviewer-0abcd", ())
-    assert fly.SSH_PORT_RANGE[0] <= port < fly.SSH_PORT_RANGE[1]
-    assert fly.pick_port(IDENTITY, ()) == port
-    assert fly.pick_port(IDENTITY, {port}) != port
-    only_free = fly.pick_port(IDENTITY, set(range(*fly.SSH_PORT_RANGE)) - {20000})
+    port = fly_config.pick_port(IDENTITY, ())
+    assert port != fly_config.pick_port("reviewer-0abcd", ())
+    assert fly_config.SSH_PORT_RANGE[0] <= port < fly_config.SSH_PORT_RANGE[1]
+    assert fly_config.pick_port(IDENTITY, ()) == port
+    assert fly_config.pick_port(IDENTITY, {port}) != port
+    only_free = fly_config.pick_port(IDENTITY, set(range(*fly_config.SSH_PORT_RANGE)) - {20000})
     assert only_free == 20000
     with pytest.raises(ProvisionError, match="no free SSH port"):
-        fly.pick_port(IDENTITY, set(range(*fly.SSH_PORT_RANGE)))
+        fly_config.pick_port(IDENTITY, set(range(*fly_config.SSH_PORT_RANGE)))
 
 
 def test_volume_names_fit_fly_rules() -> None:
-    name = fly.volume_name("a-very-long-agent-name-that-goes-on-and-on-x-abcde")
+    name = fly_config.volume_name("a-very-long-agent-name-that-goes-on-and-on-x-abcde")
     assert len(name) <= 30 and re.fullmatch(r"[a-z0-9_]+", name) and name.endswith("_abcde")
-    assert fly.volume_name("implementer-k3x9q") == "rb_implementer_k3x9q"
+    assert fly_config.volume_name("implementer-k3x9q") == "rb_implementer_k3x9q"
 
 
 def test_private_network_has_no_public_service(
     fake: FakeFly, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server = FakeSshd()
-    monkeypatch.setattr(fly, "SSH_INTERNAL_PORT", server.port)
+    monkeypatch.setattr(fly_config, "SSH_INTERNAL_PORT", server.port)
     happy_routes(fake)
     rb = FlyProvider(
         entry(), api_url=fake.url, network="private", ssh_address="127.0.0.1", poll=0.01
@@ -671,7 +673,7 @@ def test_an_answer_that_is_not_json(fake: FakeFly) -> None:
 
 def kept_machine(port: int) -> tuple[dict[str, Any], str, str]:
     """A listed Machine of `reuse-fly` made earlier, with its host key and login key."""
-    keys = fly._new_keys()
+    keys = fly_config.new_keys()
     machine = fixture("machines_list.json")[0]
     meta = machine["config"]["metadata"]
     meta.update(
@@ -704,7 +706,7 @@ def test_a_kept_machine_without_its_key_is_refused_not_destroyed(
     existing, _, _ = kept_machine(sshd.port)
     happy_routes(fake, [existing])
     rb = provider(fake)
-    rb.adopt_login_key("reuse-fly", fly._new_keys().login_private)  # not its key
+    rb.adopt_login_key("reuse-fly", fly_config.new_keys().login_private)  # not its key
     with pytest.raises(ProvisionError, match="its login key is gone") as err:
         rb.create("reuse-fly", progress=progress)
     assert "cleanup --orphans" in err.value.hint

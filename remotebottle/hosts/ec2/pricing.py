@@ -1,4 +1,5 @@
-"""What an EC2 instance type is: its CPU architecture and an approximate hourly list price.
+"""What an EC2 instance type is and costs: its CPU architecture, an approximate hourly list
+price, and the preflight's summary of what a hosts entry is about to pay for.
 
 The prices are a small static table for the preflight's "what you are about to pay"
 line, never a bill: on-demand Linux list prices in us-east-1 (N. Virginia) from the AWS
@@ -9,6 +10,8 @@ usually much less, and the root volume (20 GiB gp3, ~$0.0022/h) comes on top.
 from __future__ import annotations
 
 import re
+
+from remotebottle.manifest import Ec2Host
 
 PRICE_SOURCE = "approximate us-east-1 on-demand Linux list price (AWS pricing page, 2024)"
 
@@ -67,3 +70,26 @@ def guess_architecture(instance_type: str) -> str:
     """`arm64` for a Graviton type, else `x86_64`: the fallback when EC2 cannot be asked
     (DescribeInstanceTypes is the authority)."""
     return "arm64" if _GRAVITON_RE.match(instance_type) else "x86_64"
+
+
+def preflight(entry: Ec2Host, region: str) -> dict[str, str]:
+    """What the user is about to pay for; local only (no AWS call).
+
+    Args:
+        entry: the hosts entry.
+        region: the client's region, or "" when it is not known yet.
+    """
+    price = hourly_price(entry.instance_type)
+    if price != "unknown":
+        price = f"{price} ({PRICE_SOURCE})"
+    if entry.spot:
+        price = f"spot: usually below on-demand {price}"
+    return {
+        "provider": "ec2",
+        "instance_type": entry.instance_type,
+        "region": entry.region or region or "from the AWS profile / AWS_REGION",
+        "ttl": f"powers off after {entry.ttl_minutes} min without a heartbeat",
+        "ami": entry.ami or "newest Debian 12 (resolved at launch)",
+        "market": "spot" if entry.spot else "on-demand",
+        "hourly_price": price,
+    }
