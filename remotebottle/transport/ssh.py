@@ -360,7 +360,8 @@ class SshConnection:
     def _lost(self, exc: BaseException) -> ConnectError:
         return ConnectError(
             f"{self.target.label}: the SSH connection failed: {_short(str(exc) or repr(exc))}",
-            hint="check the network; the session reconnects by itself when it can",
+            hint="check the network and that the host is up; nothing reconnects by itself:"
+            " run the command again (`rbottle list --host HOST` shows bottles still running)",
         )
 
     def _open_socket(self, deadline: float, limit: float) -> Any:
