@@ -1,4 +1,5 @@
-"""A moto server on loopback standing in for EC2, seeded with Debian 12 AMIs.
+"""A moto server on loopback standing in for EC2, seeded with Debian 13 AMIs (and a newer
+Debian 12 one, which the lookup must not pick).
 
 moto loads the AMIs named by `MOTO_AMIS_PATH` at start (and again after each reset), so
 the server answers Debian's owner id (136693071363) with the images below: two amd64
@@ -20,13 +21,15 @@ DEBIAN_OWNER = "136693071363"
 AMD64_NEW = "ami-0d3b12a0000000new"
 AMD64_OLD = "ami-0d3b12a0000000old"
 ARM64_NEW = "ami-0d3b12a00000arm64"
+BOOKWORM = "ami-0d3b12a000000012"
 
 
 def _ami(ami_id: str, name: str, arch: str, created: str) -> dict[str, object]:
+    release = "Debian 12 (bookworm)" if name.startswith("debian-12-") else "Debian 13 (trixie)"
     return {
         "ami_id": ami_id,
         "name": name,
-        "description": "Debian 12 (bookworm)",
+        "description": release,
         "owner_id": DEBIAN_OWNER,
         "public": True,
         "virtualization_type": "hvm",
@@ -41,9 +44,10 @@ def _ami(ami_id: str, name: str, arch: str, created: str) -> dict[str, object]:
 
 
 DEBIAN_AMIS = [
-    _ami(AMD64_OLD, "debian-12-amd64-20260101-1000", "x86_64", "2026-01-01T10:00:00.000Z"),
-    _ami(AMD64_NEW, "debian-12-amd64-20261101-1000", "x86_64", "2026-11-01T10:00:00.000Z"),
-    _ami(ARM64_NEW, "debian-12-arm64-20261101-1000", "arm64", "2026-11-01T10:00:00.000Z"),
+    _ami(AMD64_OLD, "debian-13-amd64-20260101-1000", "x86_64", "2026-01-01T10:00:00.000Z"),
+    _ami(AMD64_NEW, "debian-13-amd64-20261101-1000", "x86_64", "2026-11-01T10:00:00.000Z"),
+    _ami(ARM64_NEW, "debian-13-arm64-20261101-1000", "arm64", "2026-11-01T10:00:00.000Z"),
+    _ami(BOOKWORM, "debian-12-amd64-20261201-1000", "x86_64", "2026-12-01T10:00:00.000Z"),
 ]
 
 

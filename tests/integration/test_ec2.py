@@ -283,7 +283,9 @@ def test_lifecycle(aws: Any, fake: Fake) -> None:
     assert fake.probed == [(machine.address, 22)]
     assert machine.expires_at is not None
     assert machine.details["region"] == REGION
-    assert machine.details["ami"] == AMD64_NEW  # the newest Debian 12 amd64
+    assert (
+        machine.details["ami"] == AMD64_NEW
+    )  # the newest Debian 13 amd64, not the newer Debian 12
     # The login key is OpenSSH PEM text that paramiko can use.
     login = paramiko.Ed25519Key.from_private_key(io.StringIO(machine.login_key))
     assert login.get_name() == "ssh-ed25519"

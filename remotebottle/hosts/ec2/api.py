@@ -17,6 +17,8 @@ from remotebottle.hosts.ec2.pricing import guess_architecture
 from remotebottle.hosts.provider import TAG_IDENTITY, TAG_OWNER, Progress
 
 DEBIAN_OWNER = "136693071363"  # Debian's cloud team account (wiki.debian.org/Cloud/AmazonEC2Image)
+# Debian 13 (trixie): its docker.io (26.1) has the fix for CVE-2024-29018 and it ships runsc.
+DEBIAN_RELEASE = 13
 LIVE_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 IAM_HINT = "the AWS identity needs the EC2 permissions listed in docs/ec2.md"
 
@@ -197,7 +199,7 @@ class Ec2Api:
     def image(
         self, ami: str | None, arch: str, instance_type: str, progress: Progress
     ) -> dict[str, Any]:
-        """The AMI `ami` (checked against `arch`), or the newest Debian 12 one for `arch`."""
+        """The AMI `ami` (checked against `arch`), or the newest Debian 13 one for `arch`."""
         if ami:
             images = self.call("describe_images", ImageIds=[ami])["Images"]
             if not images:
@@ -210,8 +212,8 @@ class Ec2Api:
                     hint="pick an AMI and an instance type of the same architecture",
                 )
             return image
-        progress(f"ec2: looking up the newest Debian 12 {arch} AMI in {self.region}")
-        name = f"debian-12-{'arm64' if arch == 'arm64' else 'amd64'}-*"
+        progress(f"ec2: looking up the newest Debian {DEBIAN_RELEASE} {arch} AMI in {self.region}")
+        name = f"debian-{DEBIAN_RELEASE}-{'arm64' if arch == 'arm64' else 'amd64'}-*"
         images = self.call(
             "describe_images",
             Owners=[DEBIAN_OWNER],
@@ -223,7 +225,7 @@ class Ec2Api:
         )["Images"]
         if not images:
             raise ProvisionError(
-                f"no Debian 12 {arch} AMI found in {self.region}",
+                f"no Debian {DEBIAN_RELEASE} {arch} AMI found in {self.region}",
                 hint="set `ami` in the hosts entry",
             )
         newest: dict[str, Any] = max(images, key=lambda i: str(i.get("CreationDate", "")))

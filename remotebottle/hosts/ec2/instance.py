@@ -4,7 +4,7 @@ made for it.
 For session `<identity>` the provider imports a fresh ed25519 key pair `rbottle-<identity>`
 (the private half stays in memory), creates a security group `rbottle-<identity>` that
 lets TCP 22 in from the caller's public address only, and launches an instance as
-`bootstrap.launch_request` describes it (Debian 12, Docker and the dead-man timer from
+`bootstrap.launch_request` describes it (Debian 13, Docker and the dead-man timer from
 user-data, IMDSv2 only). Then it waits for the host key on the instance's console (read
 over the authenticated EC2 API, never learned from the first SSH connection) and for
 sshd's banner. A failure part-way destroys what was made (`teardown`).

@@ -89,7 +89,7 @@ def preflight(entry: Ec2Host, region: str) -> dict[str, str]:
         "instance_type": entry.instance_type,
         "region": entry.region or region or "from the AWS profile / AWS_REGION",
         "ttl": f"powers off after {entry.ttl_minutes} min without a heartbeat",
-        "ami": entry.ami or "newest Debian 12 (resolved at launch)",
+        "ami": entry.ami or "newest Debian 13 (resolved at launch)",
         "market": "spot" if entry.spot else "on-demand",
         "hourly_price": price,
     }
