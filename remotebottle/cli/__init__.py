@@ -4,6 +4,12 @@
 `hint:` line, a non-zero exit, and a traceback only with `--debug`. Log records
 reach stderr from WARNING up (paramiko's own chatter not at all) unless `--debug`,
 which shows everything from DEBUG up.
+
+`rbottle --help` builds every command's parser, so a command module is cheap to import:
+at its top, the standard library, `argparse` helpers and `console` only; its `run`
+function imports what does the work (docker, paramiko, boto3, pydantic, rich tables, …).
+Names used only in annotations come in under `TYPE_CHECKING`.
+`tests/unit/test_startup.py` holds the help path to that.
 """
 
 from __future__ import annotations

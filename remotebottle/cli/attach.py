@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from remotebottle import run
 from remotebottle.cli import console
 from remotebottle.cli.common import add_command, report_outcome
 
@@ -31,4 +30,6 @@ def register(sub: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from remotebottle import run
+
     return report_outcome(run.attach(args.identity, progress=console.info))

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from remotebottle import run
 from remotebottle.cli import console
 from remotebottle.cli.common import (
     add_command,
@@ -15,8 +14,9 @@ from remotebottle.cli.common import (
     confirm_or_stop,
     load_manifest,
 )
-from remotebottle.hosts.resolve import HostTarget, resolve_host
-from remotebottle.manifest import Ec2Host, FlyHost, Manifest
+
+if TYPE_CHECKING:
+    from remotebottle.manifest import Manifest
 
 DESCRIPTION = """\
 Remove every container, network and volume labelled as remotebottle's whose
@@ -51,6 +51,9 @@ def register(sub: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from remotebottle import run
+    from remotebottle.hosts.resolve import resolve_host
+
     manifest = load_manifest(args)
     if args.orphans:
         return sweep_orphans(manifest, args.yes)
@@ -72,6 +75,8 @@ def sweep_orphans(manifest: Manifest, yes: bool) -> int:
     """Every cloud host of the manifest: list what its provider holds of ours; sweep orphans."""
     from remotebottle import orphans
     from remotebottle.hosts.cloud import provider_for
+    from remotebottle.hosts.resolve import HostTarget
+    from remotebottle.manifest import Ec2Host, FlyHost
 
     hosts = [
         HostTarget(name, entry)

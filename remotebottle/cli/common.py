@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from remotebottle import manifest
 from remotebottle.errors import NotAvailableYet
 
 if TYPE_CHECKING:
+    from remotebottle.manifest import Manifest
     from remotebottle.run import Outcome
 
 
@@ -56,7 +56,9 @@ def add_format_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def load_manifest(args: argparse.Namespace) -> manifest.Manifest:
+def load_manifest(args: argparse.Namespace) -> Manifest:
+    from remotebottle import manifest
+
     explicit: Path | None = getattr(args, "manifest", None)
     if explicit is None:
         return manifest.load()
@@ -71,6 +73,8 @@ def load_manifest(args: argparse.Namespace) -> manifest.Manifest:
 
 def project_manifest(args: argparse.Namespace) -> Path | None:
     """The project manifest a start used, recorded so that resume reads the same one."""
+    from remotebottle import manifest
+
     explicit: Path | None = getattr(args, "manifest", None)
     candidate = explicit or Path.cwd() / manifest.MANIFEST_NAME
     return candidate.resolve() if candidate.is_file() else None

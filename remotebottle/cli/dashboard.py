@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from typing import Any
-
-from rich.markup import escape
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from remotebottle.cli import console
 from remotebottle.cli.common import (
@@ -19,8 +16,9 @@ from remotebottle.cli.common import (
     not_available,
 )
 from remotebottle.errors import UsageError
-from remotebottle.supervise import audit
-from remotebottle.supervise.model import ProposalSource
+
+if TYPE_CHECKING:
+    from remotebottle.supervise.model import ProposalSource
 
 DESCRIPTION = """\
 A terminal dashboard of what agents ask for beyond their manifest: egress hosts,
@@ -70,7 +68,11 @@ def run(args: argparse.Namespace) -> int:
 
 def show(args: argparse.Namespace, source: ProposalSource) -> int:
     """Print the pending proposals (`--once`) or run the dashboard on `source`."""
+    from rich.markup import escape
+    from rich.table import Table
+
     from remotebottle.dashboard import render, sources
+    from remotebottle.supervise import audit
 
     if not args.once:
         from remotebottle.dashboard.app import DashboardApp

@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rich.markup import escape
-from rich.table import Table
-
 from remotebottle.cli import console
 from remotebottle.cli.common import add_command
-from remotebottle.demo import run_demo
 
 DESCRIPTION = """\
 Start a real bottle on the local engine and probe it from inside, printing
@@ -35,6 +31,11 @@ def register(sub: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from remotebottle.demo import run_demo
+
     results = run_demo(progress=console.info)
     table = Table("probe", "expected", "got", "", "what it shows")
     for result in results:

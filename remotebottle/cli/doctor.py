@@ -6,13 +6,8 @@ import argparse
 from dataclasses import asdict
 from typing import Any
 
-from rich.markup import escape
-from rich.table import Table
-
-from remotebottle import manifest
 from remotebottle.cli import console
 from remotebottle.cli.common import add_command, add_format_option, add_manifest_option
-from remotebottle.doctor import run_checks
 
 DESCRIPTION = """\
 Check the local engine (reachable, version, gVisor), the images bottles use,
@@ -32,6 +27,12 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from remotebottle import manifest
+    from remotebottle.doctor import run_checks
+
     paths = None
     if args.manifest is not None:
         paths = [manifest.default_paths()[0], args.manifest]

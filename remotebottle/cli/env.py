@@ -10,13 +10,14 @@ import sys
 import time
 from collections.abc import Iterator
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from remotebottle.cli import console
 from remotebottle.cli.common import add_command, add_manifest_option, load_manifest
 from remotebottle.errors import ConnectError, UsageError
-from remotebottle.hosts.engine import Engine, open_engine
-from remotebottle.hosts.resolve import resolve_host
+
+if TYPE_CHECKING:
+    from remotebottle.hosts.engine import Engine
 
 DESCRIPTION = """\
 Open the Docker tunnel to HOST and print the line that points your own docker
@@ -59,6 +60,9 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from remotebottle.hosts.engine import open_engine
+    from remotebottle.hosts.resolve import resolve_host
+
     host = resolve_host(args.host, load_manifest(args))
     if host.is_local:
         raise UsageError(

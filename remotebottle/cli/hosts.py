@@ -6,9 +6,6 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
-from rich.table import Table
-
 from remotebottle.cli import console
 from remotebottle.cli.common import (
     add_command,
@@ -17,10 +14,9 @@ from remotebottle.cli.common import (
     load_manifest,
 )
 from remotebottle.errors import HostError, RemoteBottleError, UsageError
-from remotebottle.hosts.engine import ssh_entry
-from remotebottle.hosts.resolve import HostEntry, HostTarget, resolve_host
 
-if TYPE_CHECKING:  # paramiko is imported only when a host key is looked at
+if TYPE_CHECKING:  # imported where used: paramiko only when a host key is looked at
+    from remotebottle.hosts.resolve import HostEntry, HostTarget
     from remotebottle.transport.ssh import SshTarget
 
 DESCRIPTION = """\
@@ -110,6 +106,11 @@ def host_key_status(name: str, entry: HostEntry) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from remotebottle.hosts.resolve import resolve_host
+
     manifest = load_manifest(args)
     if args.action == "trust":
         if not args.host:
@@ -161,6 +162,7 @@ def trust_host(host: HostTarget, *, yes: bool) -> int:
         NotAvailableYet: a cloud host (its key comes from the provider, not from you).
         ConnectError: the host cannot be reached.
     """
+    from remotebottle.hosts.engine import ssh_entry
     from remotebottle.transport import known_hosts as kh
     from remotebottle.transport.ssh import fetch_host_key, resolve_target
 

@@ -7,10 +7,6 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.markup import escape
-from rich.table import Table
-
-from remotebottle import run
 from remotebottle.cli import console
 from remotebottle.cli.common import (
     add_command,
@@ -19,7 +15,6 @@ from remotebottle.cli.common import (
     add_manifest_option,
     load_manifest,
 )
-from remotebottle.hosts.resolve import resolve_host
 
 DESCRIPTION = """\
 List bottles: identity, agent, host, age and status. `running` and `exited`
@@ -61,6 +56,12 @@ def age(started_at: str | None) -> str:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from remotebottle import run
+    from remotebottle.hosts.resolve import resolve_host
+
     bottles = run.list_bottles(resolve_host(args.host, load_manifest(args)), progress=console.info)
     if args.format == "json":
         console.print_json([{**asdict(b), "age": age(b.started_at)} for b in bottles])

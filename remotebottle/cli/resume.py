@@ -7,14 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from remotebottle import memory, run, state
 from remotebottle.cli import console
 from remotebottle.cli.common import add_command, confirm_or_stop, report_outcome
-from remotebottle.cli.preflight import render_preflight
-from remotebottle.cli.review import render_review
 from remotebottle.cli.start import command_from
-from remotebottle.cli.transfer import render_ship_progress
-from remotebottle.launch import StartRequest, plan_start
 
 DESCRIPTION = """\
 Relaunch a bottle that has ended, pinned to its identity: same agent, same host
@@ -63,6 +58,12 @@ def register(sub: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from remotebottle import memory, run, state
+    from remotebottle.cli.preflight import render_preflight
+    from remotebottle.cli.review import render_review
+    from remotebottle.cli.transfer import render_ship_progress
+    from remotebottle.launch import StartRequest, plan_start
+
     meta = state.read_metadata(args.identity)
     loaded = run.manifest_of(meta)
     request = StartRequest(

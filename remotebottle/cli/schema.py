@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from remotebottle import manifest
 from remotebottle.cli import console
 from remotebottle.cli.common import add_command
 
@@ -28,5 +27,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from remotebottle import manifest
+
     console.print_json(manifest.schema())
     return 0

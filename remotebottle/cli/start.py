@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from remotebottle import run
-from remotebottle.backend.spec import Command
 from remotebottle.cli import console
 from remotebottle.cli.common import (
     add_command,
@@ -18,10 +16,10 @@ from remotebottle.cli.common import (
     project_manifest,
     report_outcome,
 )
-from remotebottle.cli.preflight import render_preflight
-from remotebottle.cli.transfer import render_ship_progress
 from remotebottle.errors import UsageError
-from remotebottle.launch import StartRequest, plan_start
+
+if TYPE_CHECKING:
+    from remotebottle.backend.spec import Command
 
 DESCRIPTION = """\
 Start a bottle for AGENT and attach this terminal to Claude Code inside it.
@@ -84,6 +82,8 @@ def register(sub: Any) -> None:
 
 
 def command_from(args: argparse.Namespace) -> Command:
+    from remotebottle.backend.spec import Command
+
     exec_argv: list[str] | None = args.exec_argv
     if args.print_prompt is not None and exec_argv is not None:
         raise UsageError("-p PROMPT and `-- CMD` cannot be combined", hint="choose one")
@@ -97,6 +97,11 @@ def command_from(args: argparse.Namespace) -> Command:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    from remotebottle import run
+    from remotebottle.cli.preflight import render_preflight
+    from remotebottle.cli.transfer import render_ship_progress
+    from remotebottle.launch import StartRequest, plan_start
+
     if args.format == "json" and not args.dry_run:
         raise UsageError(
             "--format=json is only for --dry-run",
