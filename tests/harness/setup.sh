@@ -9,10 +9,15 @@
 # Images made here (references come from remotebottle/resources/pins.env, the
 # one source of truth):
 #   $BASE_IMAGE        debootstrap --variant=minbase bookworm | docker import
+#                      (the project's own images build FROM it)
+#   debian:trixie-slim debootstrap --variant=minbase trixie | docker import
+#                      (Debian 13: what the fake VMs build FROM, as the VMs rbottle
+#                      provisions or creates run Debian 13)
 #   $GITLEAKS_IMAGE    go install gitleaks, wrapped like upstream's image
 #   $PIPELOCK_IMAGE    pipelock-image.sh: pulled, or built from the pinned release source
-#   rbottle-test/fakevm:latest       sshd + dockerd (Docker-in-Docker), see FAKEVM.md
+#   rbottle-test/fakevm:latest       sshd + dockerd (Docker-in-Docker) + runsc, see FAKEVM.md
 #   rbottle-test/fakevm-bare:latest  sshd only (provisioning tests)
+#   rbottle-test/fakevm-bare:bookworm  the same on Debian 12 (an engine too old to accept)
 #
 # Environment knobs (all optional):
 #   RB_HARNESS_DEBIAN_MIRROR     Debian mirror URL (default: the one apt uses here)
@@ -27,6 +32,11 @@
 #                                /var/lib/rbottle-harness/pipelock-unavailable, and
 #                                everything else is still set up)
 #   RB_HARNESS_DOCKERD_LOG       dockerd log file (default /var/log/rbottle-dockerd.log)
+#   RB_HARNESS_FAKEVM_IMAGE      tag of the fake VM (default rbottle-test/fakevm:latest)
+#   RB_HARNESS_FAKEVM_BARE_IMAGE tag of the bare fake VM (default rbottle-test/fakevm-bare:latest);
+#                                with these two, a changed fake VM can be built and tried
+#                                beside the one other tests use (tests read
+#                                RB_TEST_FAKEVM_IMAGE / RB_TEST_FAKEVM_BARE_IMAGE)
 set -euo pipefail
 
 HARNESS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -36,8 +46,15 @@ STATE_DIR=/var/lib/rbottle-harness
 CACHE_DIR=/var/cache/rbottle-harness
 DOCKERD_LOG="${RB_HARNESS_DOCKERD_LOG:-/var/log/rbottle-dockerd.log}"
 CA_BUNDLE="${RB_HARNESS_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}"
-FAKEVM_IMAGE=rbottle-test/fakevm:latest
-FAKEVM_BARE_IMAGE=rbottle-test/fakevm-bare:latest
+FAKEVM_IMAGE="${RB_HARNESS_FAKEVM_IMAGE:-rbottle-test/fakevm:latest}"
+FAKEVM_BARE_IMAGE="${RB_HARNESS_FAKEVM_BARE_IMAGE:-rbottle-test/fakevm-bare:latest}"
+# The fake VMs run the Debian release that VMs rbottle provisions or creates get:
+# Debian 13 (trixie), whose docker.io (26.1.5) has the fix for CVE-2024-29018.
+FAKEVM_SUITE=trixie
+FAKEVM_BASE_IMAGE=debian:trixie-slim
+# A bare fake VM on the project's older base (Debian 12, docker.io 20.10), for the
+# provisioning test that refuses an engine older than 25.0.5.
+FAKEVM_OLD_BARE_IMAGE=rbottle-test/fakevm-bare:bookworm
 LABEL_KEY=org.remotebottle.harness.hash
 
 # The legacy builder talks to any engine (bookworm's dockerd 20.10 included)
@@ -332,15 +349,24 @@ host_apt_settings() {
     apt-config dump 2>/dev/null | grep -E '^Acquire::(Check-Valid-Until|Check-Date|https?::Proxy(::[^ ]+)?) ' || true
 }
 
+# The host's own Debian codename (its apt sources name its suites).
+# shellcheck disable=SC1091 # this machine's file
+HOST_SUITE="$(. /etc/os-release 2>/dev/null && printf '%s' "${VERSION_CODENAME:-}")"
+
+# make_base_image SUITE TAG: debootstrap SUITE (minbase) and import it as TAG, with
+# apt set up as on this machine. The mirror is the one apt uses here for SUITE, or
+# else the one it uses for the host's own suite (one archive serves every suite).
 make_base_image() {
-    local mirror security root
-    mirror="${RB_HARNESS_DEBIAN_MIRROR:-$(apt_mirror_for bookworm)}"
+    local suite=$1 tag=$2 mirror security root
+    mirror="${RB_HARNESS_DEBIAN_MIRROR:-$(apt_mirror_for "$suite")}"
+    [ -n "$mirror" ] || [ -z "$HOST_SUITE" ] || mirror="$(apt_mirror_for "$HOST_SUITE")"
     mirror="${mirror:-http://deb.debian.org/debian}"
-    security="${RB_HARNESS_SECURITY_MIRROR:-$(apt_mirror_for bookworm-security)}"
+    security="${RB_HARNESS_SECURITY_MIRROR:-$(apt_mirror_for "$suite-security")}"
+    [ -n "$security" ] || [ -z "$HOST_SUITE" ] || security="$(apt_mirror_for "$HOST_SUITE-security")"
     security="${security:-http://deb.debian.org/debian-security}"
-    root="$WORK/rootfs"
-    say "building $BASE_IMAGE: debootstrap --variant=minbase bookworm from $mirror"
-    if ! debootstrap --variant=minbase --merged-usr bookworm "$root" "$mirror" >"$WORK/debootstrap.log" 2>&1; then
+    root="$WORK/rootfs-$suite"
+    say "building $tag: debootstrap --variant=minbase $suite from $mirror"
+    if ! debootstrap --variant=minbase --merged-usr "$suite" "$root" "$mirror" >"$WORK/debootstrap.log" 2>&1; then
         tail -n 30 "$WORK/debootstrap.log" >&2
         [ -f "$root/debootstrap/debootstrap.log" ] && tail -n 20 "$root/debootstrap/debootstrap.log" >&2
         die "debootstrap failed (mirror $mirror)"
@@ -352,13 +378,13 @@ make_base_image() {
     cat >"$root/etc/apt/sources.list.d/debian.sources" <<EOF
 Types: deb
 URIs: $mirror
-Suites: bookworm bookworm-updates
+Suites: $suite $suite-updates
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 
 Types: deb
 URIs: $security
-Suites: bookworm-security
+Suites: $suite-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
@@ -411,10 +437,10 @@ EOF
         docker import \
             --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
             --change 'CMD ["bash"]' \
-            --message "rbottle test harness: debootstrap minbase bookworm from $mirror" \
-            - "$BASE_IMAGE" >/dev/null
+            --message "rbottle test harness: debootstrap minbase $suite from $mirror" \
+            - "$tag" >/dev/null
     rm -rf --one-file-system "$root"
-    say "$BASE_IMAGE imported ($(docker image inspect -f '{{.Size}}' "$BASE_IMAGE" | awk '{printf "%.0f MB", $1/1e6}'))"
+    say "$tag imported ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"
 
     # An image built FROM it must be able to apt-get install, trusting the host
     # CA bundle (the outbound gateway inspects TLS). Needed for that:
@@ -425,13 +451,13 @@ EOF
     #     /usr/local/share/ca-certificates so installing ca-certificates keeps them.
     local ctx
     ctx="$(new_context base-check "$HARNESS_DIR/images/base-check/Dockerfile")"
-    say "checking that an image FROM $BASE_IMAGE can apt-get install (curl) and trusts the host CAs"
-    if ! docker build --pull=false -t rbottle-test/base-check:latest --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-        --build-arg "CHECK_URL=$(printf '%s' "$mirror" | sed -E 's#^http://#https://#')/dists/bookworm/Release" \
+    say "checking that an image FROM $tag can apt-get install (curl) and trusts the host CAs"
+    if ! docker build --pull=false -t rbottle-test/base-check:latest --build-arg "BASE_IMAGE=$tag" \
+        --build-arg "CHECK_URL=$(printf '%s' "$mirror" | sed -E 's#^http://#https://#')/dists/$suite/Release" \
         "$ctx" >"$WORK/build.log" 2>&1; then
         tail -n 40 "$WORK/build.log" >&2
-        docker image rm -f "$BASE_IMAGE" >/dev/null 2>&1 || true
-        die "an image FROM $BASE_IMAGE cannot apt-get install; $BASE_IMAGE removed"
+        docker image rm -f "$tag" >/dev/null 2>&1 || true
+        die "an image FROM $tag cannot apt-get install; $tag removed"
     fi
     grep -q 'rbottle-base-check: https ok' "$WORK/build.log" ||
         warn "TLS check through the host CA bundle did not pass (apt itself works); see the base-check Dockerfile"
@@ -441,7 +467,12 @@ EOF
 if have_image "$BASE_IMAGE"; then
     say "$BASE_IMAGE present"
 else
-    make_base_image
+    make_base_image bookworm "$BASE_IMAGE"
+fi
+if have_image "$FAKEVM_BASE_IMAGE"; then
+    say "$FAKEVM_BASE_IMAGE present"
+else
+    make_base_image "$FAKEVM_SUITE" "$FAKEVM_BASE_IMAGE"
 fi
 
 # ---------------------------------------------------------------------------
@@ -504,20 +535,78 @@ fi
 # ---------------------------------------------------------------------------
 # 3c. Fake VMs (see FAKEVM.md for how tests run them)
 # ---------------------------------------------------------------------------
+# fakevm_image TAG DIR BASE: build DIR's Dockerfile FROM BASE as TAG unless it is current.
+# Sets FAKEVM_BUILT=1 when it built.
 fakevm_image() {
-    local tag=$1 dir=$2 hash ctx
-    hash="$(inputs_hash "$dir/Dockerfile" "$HARNESS_DIR/images/fakevm/entrypoint.sh" <(echo "$BASE_IMAGE $(docker image inspect -f '{{.Id}}' "$BASE_IMAGE")"))"
+    local tag=$1 dir=$2 base=$3 hash ctx
+    FAKEVM_BUILT=0
+    hash="$(inputs_hash "$dir/Dockerfile" "$HARNESS_DIR/images/fakevm/entrypoint.sh" <(echo "$base $(docker image inspect -f '{{.Id}}' "$base")"))"
     if have_image "$tag" && [ "$(image_label "$tag")" = "$hash" ]; then
-        say "$tag present"
+        say "$tag present ($(image_distro "$tag"))"
         return 0
     fi
-    say "building $tag"
+    say "building $tag FROM $base"
     ctx="$(new_context "$(basename "$dir")" "$dir/Dockerfile" "$HARNESS_DIR/images/fakevm/entrypoint.sh")"
-    build "$tag" "$ctx" --build-arg "BASE_IMAGE=$BASE_IMAGE" --label "$LABEL_KEY=$hash"
-    say "$tag built"
+    build "$tag" "$ctx" --build-arg "BASE_IMAGE=$base" --label "$LABEL_KEY=$hash"
+    FAKEVM_BUILT=1
+    say "$tag built ($(image_distro "$tag"))"
 }
-fakevm_image "$FAKEVM_BARE_IMAGE" "$HARNESS_DIR/images/fakevm-bare"
-fakevm_image "$FAKEVM_IMAGE" "$HARNESS_DIR/images/fakevm"
+
+# "Debian GNU/Linux 13 (trixie); docker.io 26.1.5+dfsg1-9+deb13u1+b1, runsc ..." of an image.
+image_distro() {
+    docker run --rm --network none --entrypoint sh "$1" -c '
+        . /etc/os-release; printf "%s" "$PRETTY_NAME"
+        pkgs=$(dpkg-query -W -f "\${Package} \${Version}, " docker.io runsc 2>/dev/null)
+        [ -z "$pkgs" ] || printf "; %s" "${pkgs%, }"' 2>/dev/null || echo "unknown"
+}
+
+# Run TAG as the tests do (FAKEVM.md), and check that its engine runs a container on a
+# network (runc), and under gVisor where runsc is registered. Prints what it found;
+# exits on a fake VM whose engine does not work.
+fakevm_smoke() {
+    local tag=$1 name out version runtimes i
+    name="rbt-vm-harness-$$"
+    local run_args=(--cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add SYS_PTRACE
+        --security-opt seccomp=unconfined --security-opt apparmor=unconfined
+        --label io.remotebottle.test=1)
+    [ "$(docker info --format '{{.CgroupVersion}}')" != 2 ] || run_args+=(--cgroupns=private)
+    docker run -d --name "$name" "${run_args[@]}" "$tag" >/dev/null
+    # shellcheck disable=SC2064 # the name is fixed now
+    trap "docker rm -f -v $name >/dev/null 2>&1 || true; cleanup" EXIT
+    for ((i = 0; i < 60; i++)); do
+        docker exec "$name" docker info >/dev/null 2>&1 && break
+        sleep 1
+    done
+    version="$(docker exec "$name" docker version --format '{{.Server.Version}}' 2>&1)" || {
+        docker exec "$name" tail -n 20 /var/log/dockerd.log >&2 || true
+        docker rm -f -v "$name" >/dev/null
+        die "the engine in $tag did not start: $version"
+    }
+    runtimes="$(docker exec "$name" docker info --format '{{range $n, $_ := .Runtimes}}{{$n}} {{end}}')"
+    docker save "$FAKEVM_BASE_IMAGE" | docker exec -i "$name" docker load -q >/dev/null
+    if ! out="$(docker exec "$name" docker run --rm "$FAKEVM_BASE_IMAGE" echo nested-ok 2>&1)" ||
+        [ "$out" != nested-ok ]; then
+        docker rm -f -v "$name" >/dev/null
+        die "the engine in $tag cannot run a container: $out"
+    fi
+    say "$tag runs Docker Engine $version (runtimes: ${runtimes% }); a nested container runs"
+    if [[ " $runtimes " == *" runsc "* ]]; then
+        if out="$(docker exec "$name" docker run --rm --runtime=runsc "$FAKEVM_BASE_IMAGE" sh -c 'dmesg | head -n 1' 2>&1)" &&
+            [[ "$out" == *gVisor* ]]; then
+            say "$tag: a nested container runs under gVisor (runsc $(docker exec "$name" docker info --format '{{with index .Runtimes "runsc"}}{{.Args}}{{end}}'))"
+        else
+            warn "$tag: runsc is registered but a container does not run under it: $out"
+        fi
+    fi
+    docker rm -f -v "$name" >/dev/null
+    trap cleanup EXIT
+}
+
+fakevm_image "$FAKEVM_BARE_IMAGE" "$HARNESS_DIR/images/fakevm-bare" "$FAKEVM_BASE_IMAGE"
+fakevm_image "$FAKEVM_IMAGE" "$HARNESS_DIR/images/fakevm" "$FAKEVM_BASE_IMAGE"
+[ "$FAKEVM_BUILT" = 0 ] || fakevm_smoke "$FAKEVM_IMAGE"
+# A bare VM on the previous Debian (docker.io 20.10): provisioning must refuse its engine.
+fakevm_image "$FAKEVM_OLD_BARE_IMAGE" "$HARNESS_DIR/images/fakevm-bare" "$BASE_IMAGE"
 
 if [ -n "$pipelock_problem" ]; then
     say "done in $((SECONDS - T0))s, WITHOUT $PIPELOCK_IMAGE (see warning above)"

@@ -7,6 +7,12 @@ waits for sshd (banner) and the nested dockerd (`docker info` as `admin`), optio
 images from the local engine into the nested one, and removes the container with its
 volumes afterwards. Everything it creates carries the label `io.remotebottle.test=1`.
 
+The fake VMs run Debian 13 with its docker.io (26.1.5) and gVisor's runsc, as VMs rbottle
+provisions or creates do. `FakeVm.engine_version()` / `engine_runtimes()` say what the
+nested engine is, for tests to log or check; `start_fakevm` logs it (logger
+`tests.fakevm`). `RB_TEST_FAKEVM_IMAGE` / `RB_TEST_FAKEVM_BARE_IMAGE` run other tags
+(a fake VM being tried out, built with setup.sh's `RB_HARNESS_FAKEVM_*`).
+
 The `fakevm` fixture (session-scoped, `debian:bookworm-slim` loaded) is importable:
 
     from tests.integration.fakevm import fakevm
@@ -17,6 +23,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
+import logging
+import os
 import secrets
 import socket
 import time
@@ -37,11 +46,15 @@ from remotebottle.backend.docker.streams import raw_socket
 from remotebottle.manifest import SshHost
 from remotebottle.transport.ssh import SshConnection
 
-FAKEVM_IMAGE = "rbottle-test/fakevm:latest"
-FAKEVM_BARE_IMAGE = "rbottle-test/fakevm-bare:latest"
+FAKEVM_IMAGE = os.environ.get("RB_TEST_FAKEVM_IMAGE") or "rbottle-test/fakevm:latest"
+FAKEVM_BARE_IMAGE = os.environ.get("RB_TEST_FAKEVM_BARE_IMAGE") or "rbottle-test/fakevm-bare:latest"
+# The bare VM on Debian 12, whose docker.io (20.10) provisioning must refuse.
+FAKEVM_OLD_BARE_IMAGE = "rbottle-test/fakevm-bare:bookworm"
 TEST_LABEL = "io.remotebottle.test"
 BASE_IMAGE = "debian:bookworm-slim"
 USER = "admin"
+
+log = logging.getLogger("tests.fakevm")
 
 
 @dataclass
@@ -86,6 +99,21 @@ class FakeVm:
         """Run a shell command in the VM with `docker exec` (not over SSH)."""
         code, out = self.container.exec_run(["sh", "-c", command], user=user)
         return int(code), out.decode(errors="replace")
+
+    def engine_version(self) -> str:
+        """The nested engine's `docker version` server version ("26.1.5+dfsg1"), or ""
+        when no engine answers (a bare VM before provisioning)."""
+        code, out = self.sh("docker version --format '{{.Server.Version}}' 2>/dev/null", "root")
+        return out.strip() if code == 0 else ""
+
+    def engine_runtimes(self) -> dict[str, list[str]]:
+        """The nested engine's runtimes and their arguments ({"runc": [], "runsc":
+        ["--network=host"]}), {} when no engine answers."""
+        code, out = self.sh("docker info --format '{{json .Runtimes}}' 2>/dev/null", "root")
+        if code != 0:
+            return {}
+        described: dict[str, dict[str, Any]] = json.loads(out)
+        return {name: list(r.get("runtimeArgs") or []) for name, r in described.items()}
 
 
 def generate_ed25519(path: Path) -> paramiko.PKey:
@@ -148,6 +176,13 @@ def start_fakevm(
         wait_for_ssh(vm.host, vm.port, deadline)
         if image == FAKEVM_IMAGE:
             _wait_for_dockerd(vm, deadline)
+            log.info(
+                "%s (%s): Docker Engine %s, runtimes %s",
+                vm.name,
+                image,
+                vm.engine_version(),
+                vm.engine_runtimes(),
+            )
         for ref in load_images:
             load_image(client, vm, ref)
         yield vm

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -48,8 +49,68 @@ def test_install_script_shape() -> None:
         "/var/log/rbottle-dockerd.log",
         "usermod -aG docker",
         "docker -H",
+        "SAFE_ENGINE=25.0.5",
+        "CVE-2024-29018",
+        "docker-cli",
+        "apt-get install runsc",
+        "runsc install --clobber=false",
+        "--network=host",
     ):
         assert step in text, step
+
+
+def _functions(text: str, *names: str) -> str:
+    """The shell function definitions `names` from a script (top level, `name() {` to `}`)."""
+    found = []
+    for name in names:
+        match = re.search(rf"^{name}\(\) {{\n.*?^}}\n", text, re.DOTALL | re.MULTILINE)
+        assert match, name
+        found.append(match.group(0))
+    return "\n".join(found)
+
+
+@pytest.mark.parametrize(
+    ("version", "too_old"),
+    [
+        ("20.10.24+dfsg1", True),  # Debian 12's docker.io
+        ("20.10.24+dfsg1-1+deb12u1+b6", True),
+        ("24.0.7-0ubuntu4", True),  # Ubuntu 24.04 at release
+        ("25.0.4", True),
+        ("25.0.5", False),
+        ("25.0.5+dfsg1", False),
+        ("26.1.5+dfsg1-9+deb13u1+b1", False),  # Debian 13's docker.io
+        ("5:27.3.1-1~debian.12~bookworm", False),  # Docker's own docker-ce, with an epoch
+        ("28.0.0~rc1", False),
+    ],
+)
+def test_engine_version_threshold(version: str, too_old: bool) -> None:
+    if shutil.which("dpkg") is None:
+        pytest.skip("no dpkg on this machine")
+    text = provisioning_script("install-docker.sh")
+    script = "SAFE_ENGINE=25.0.5\n" + _functions(text, "engine_too_old") + '\nengine_too_old "$1"\n'
+    result = subprocess.run(["sh", "-c", script, "sh", version], capture_output=True)
+    assert result.returncode == (0 if too_old else 1), result.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("version_line", "release"),
+    [
+        ("runsc version 0.0~20240729.0", "20240729"),
+        ("runsc version release-20240807.0", "20240807"),
+        ("runsc version 0.0~20221219.0", "20221219"),
+        ("runsc version unknown", ""),
+    ],
+)
+def test_runsc_release_is_read_from_its_version(version_line: str, release: str) -> None:
+    text = provisioning_script("install-docker.sh")
+    script = (
+        f"runsc() {{ echo '{version_line}'; echo 'spec: 1.1.0'; }}\n"
+        + _functions(text, "runsc_release")
+        + "\nrunsc_release\n"
+    )
+    result = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == release
 
 
 def render_user_data(ttl_minutes: int = 30, login_user: str = "admin") -> dict[str, Any]:
@@ -70,13 +131,58 @@ def test_user_data_is_cloud_config_with_documented_placeholders() -> None:
 
 
 def test_user_data_installs_and_starts_docker() -> None:
-    commands = [" ".join(map(str, c)) for c in render_user_data()["runcmd"]]
-    install = next(i for i, c in enumerate(commands) if "install" in c and "docker.io" in c)
-    assert "systemctl enable --now docker" in commands
+    document = render_user_data()
+    commands = [" ".join(map(str, c)) for c in document["runcmd"]]
+    install = commands.index("/usr/local/sbin/rbottle-install-docker")
+    assert commands.index("systemctl enable --now docker") > install
     assert "usermod -aG docker admin" in commands
     assert commands[-1] == "docker info"
     arm = commands.index("systemctl enable --now rbottle-deadman.timer")
     assert arm < install, "the dead-man timer must be armed before apt runs"
+    files = {f["path"]: f for f in document["write_files"]}
+    script = files["/usr/local/sbin/rbottle-install-docker"]
+    assert script["permissions"] == "0755"
+    text = script["content"]
+    assert text.startswith("#!/bin/sh\n")
+    for step in (
+        "set -eu",
+        "apt_get update",
+        "SAFE_ENGINE=25.0.5",
+        "CVE-2024-29018",
+        "docker.io ca-certificates apparmor",
+        "docker-cli",
+        "apt_get install -y --no-install-recommends runsc",
+        "runsc install --clobber=false",
+        "--network=host",
+        "/run/rbottle/engine-problem",
+        "systemctl reload docker",
+    ):
+        assert step in text, step
+
+
+def test_user_data_script_syntax(tmp_path: Path) -> None:
+    files = {f["path"]: f["content"] for f in render_user_data()["write_files"]}
+    for path in ("/usr/local/sbin/rbottle-install-docker", "/usr/local/sbin/rbottle-deadman"):
+        script = tmp_path / Path(path).name
+        script.write_text(files[path])
+        result = subprocess.run(["sh", "-n", str(script)], capture_output=True)
+        assert result.returncode == 0, (path, result.stderr.decode())
+
+
+def test_user_data_and_install_script_agree() -> None:
+    """The same threshold and the same runsc decision in both places."""
+    script = provisioning_script("install-docker.sh")
+    user_data = USER_DATA.read_text()
+    for shared in ("25.0.5", "RUNSC_NETNS_FIX=20240807", "/proc/sys/net/core/rmem_default"):
+        assert shared in script, shared
+        assert shared in user_data, shared
+
+
+def test_user_data_has_no_stray_placeholders() -> None:
+    """The renderer refuses any `{{` left after filling in its two placeholders."""
+    text = USER_DATA.read_text()
+    text = text.replace("{{ttl_minutes}}", "30").replace("{{login_user}}", "admin")
+    assert "{{" not in text
 
 
 def test_user_data_dead_man_timer() -> None:
