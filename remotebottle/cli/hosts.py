@@ -94,11 +94,15 @@ def host_key_status(name: str, entry: HostEntry) -> str | None:
     """For an SSH host: `known` or `unknown` (from known_hosts alone); None otherwise."""
     if entry.provider != "ssh":
         return None
+    from remotebottle.hosts.resolve import ssh_endpoint
+    from remotebottle.manifest import SshHost
     from remotebottle.transport.known_hosts import load_known
     from remotebottle.transport.ssh import resolve_target
 
+    if not isinstance(entry, SshHost):  # narrowing: provider "ssh" is always an SshHost
+        return None
     try:
-        t = resolve_target(entry, name=name)
+        t = resolve_target(ssh_endpoint(entry), name=name)
     except RemoteBottleError:
         return "unknown"
     known = load_known(t.known_hosts_files, t.known_hosts_name)

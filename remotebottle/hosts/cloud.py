@@ -26,7 +26,8 @@ from remotebottle.errors import ConnectError, HostError
 from remotebottle.hosts.provider import Machine, Provider
 from remotebottle.hosts.resolve import HostTarget
 from remotebottle.interrupts import no_interrupts, termination_as_interrupt
-from remotebottle.manifest import Ec2Host, FlyHost, SshHost
+from remotebottle.manifest import Ec2Host, FlyHost
+from remotebottle.transport.endpoint import SshEndpoint
 
 if TYPE_CHECKING:  # paramiko is loaded only when a VM is used
     import paramiko
@@ -88,15 +89,14 @@ def connect_machine(machine: Machine, name: str, connect_timeout: float) -> SshC
     """An SSH connection to `machine`: its reported host key only, its session key only."""
     from remotebottle.transport.ssh import SshConnection
 
-    entry = SshHost(
-        provider="ssh",
+    endpoint = SshEndpoint(
         address=machine.address,
         port=machine.port,
         user=machine.user,
         connect_timeout=connect_timeout,
     )
     return SshConnection(
-        entry,
+        endpoint,
         name=name,
         expected_host_key=_public_key(machine.host_key),
         session_key=_private_key(machine.login_key),

@@ -20,8 +20,9 @@ from remotebottle.errors import EngineError, HostError
 from remotebottle.hosts.cloud import is_cloud
 from remotebottle.hosts.local import connect_local_engine
 from remotebottle.hosts.provider import Machine
-from remotebottle.hosts.resolve import HostTarget
+from remotebottle.hosts.resolve import HostTarget, ssh_endpoint
 from remotebottle.manifest import SshHost
+from remotebottle.transport.endpoint import SshEndpoint
 
 if TYPE_CHECKING:  # the SSH modules import paramiko, which `rbottle --help` does not need
     from remotebottle.transport.docker_tunnel import DockerTunnel
@@ -61,8 +62,17 @@ class RemoteLink:
     machine: Machine | None = None
 
 
-def ssh_entry(host: HostTarget) -> SshHost:
-    """The SSH settings of a host you own.
+def ssh_entry(host: HostTarget) -> SshEndpoint:
+    """What transport connects to for a host you own.
+
+    Raises:
+        HostError: the host is a cloud provider's (its VMs are made per session).
+    """
+    return ssh_endpoint(_owned(host))
+
+
+def _owned(host: HostTarget) -> SshHost:
+    """The entry of a host you own.
 
     Raises:
         HostError: the host is a cloud provider's (its VMs are made per session).
@@ -109,7 +119,7 @@ def open_engine(
     with contextlib.ExitStack() as stack:
         if is_cloud(host):
             if session is None:
-                ssh_entry(host)  # raises: no standing machine
+                _owned(host)  # raises: no standing machine
             link = stack.enter_context(_cloud_link(host, session or "", progress=progress))
         else:
             link = stack.enter_context(_remote_link(host, progress=progress, consent=consent))
@@ -134,16 +144,14 @@ def _remote_link(host: HostTarget, *, progress: Progress, consent: Consent) -> I
     from remotebottle.hosts.provision import ensure_docker
     from remotebottle.transport.docker_tunnel import DockerTunnel
 
-    entry = ssh_entry(host)
+    docker_socket = _owned(host).docker_socket
     conn = connect(host, progress=progress)
     try:
-        if ensure_docker(
-            conn, docker_socket=entry.docker_socket, consent=consent, progress=progress
-        ):
+        if ensure_docker(conn, docker_socket=docker_socket, consent=consent, progress=progress):
             # Group membership (docker) is fixed at login: log in again to use it.
             conn.close()
             conn = connect(host, progress=progress)
-        tunnel = DockerTunnel(conn, entry.docker_socket, name=host.name)
+        tunnel = DockerTunnel(conn, docker_socket, name=host.name)
         try:
             yield RemoteLink(conn, tunnel)
         finally:

@@ -1,4 +1,7 @@
-"""Turn a `--host` argument into a host entry: manifest name, `ssh://` URL or ssh-config alias."""
+"""Turn a `--host` argument into a host entry: manifest name, `ssh://` URL or ssh-config alias.
+
+`ssh_endpoint` is the one place a manifest `SshHost` becomes what transport connects to.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from urllib.parse import urlsplit
 
 from remotebottle.errors import HostError
 from remotebottle.manifest import Ec2Host, FlyHost, LocalHost, Manifest, SshHost
+from remotebottle.transport.endpoint import SshEndpoint
 
 HostEntry = LocalHost | SshHost | Ec2Host | FlyHost
 _ALIAS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -71,3 +75,14 @@ def _from_url(url: str) -> SshHost:
             hint="use ssh://user@host[:port], with no password or path",
         )
     return SshHost(provider="ssh", address=parts.hostname, user=parts.username, port=port)
+
+
+def ssh_endpoint(entry: SshHost) -> SshEndpoint:
+    """What transport connects to for the SSH host `entry` describes."""
+    return SshEndpoint(
+        address=entry.address,
+        user=entry.user,
+        port=entry.port,
+        identity_file=entry.identity_file,
+        connect_timeout=entry.connect_timeout,
+    )

@@ -1,176 +1,46 @@
 """One SSH connection to one host (paramiko), checked strictly, kept alive tolerantly.
 
-Settings come from the host entry first, then `~/.ssh/config` (HostName, Port, User,
-IdentityFile, IdentitiesOnly, ProxyJump, ProxyCommand, HostKeyAlias, UserKnownHostsFile,
-HashKnownHosts), then OpenSSH's defaults. Host keys are checked (`known_hosts`) against
-known_hosts files or a key pinned by the caller; unknown and changed keys are refused, never
-added. Keys to log in with come from ssh-agent and identity files (`ssh_auth`). Every failure
-is a one-line `ConnectError`.
-
-paramiko cannot open `direct-streamlocal@openssh.com` channels (paramiko #544): `_Transport`
-adds them by appending the three type-specific fields to the CHANNEL_OPEN message paramiko
-builds for an unknown channel type, so all of paramiko's channel bookkeeping is reused.
+What to connect to is an `SshEndpoint` (`endpoint`), merged with `~/.ssh/config` into an
+`SshTarget` (`target`). Host keys are checked (`known_hosts`) against known_hosts files or
+a key pinned by the caller; unknown and changed keys are refused, never added. Keys to log
+in with come from ssh-agent and identity files (`ssh_auth`). Every failure is a one-line
+`ConnectError`. Reaching the server (TCP, key exchange, streamlocal channels) is
+`handshake`.
 """
 
 from __future__ import annotations
 
-import getpass
-import logging
-import os
 import re
-import socket
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import paramiko
-from paramiko.message import Message
 
 from remotebottle.errors import ConnectError, HostError
-from remotebottle.manifest import SshHost
-from remotebottle.transport.known_hosts import host_name, load_known, prefer, verify_host_key
+from remotebottle.transport.endpoint import SshEndpoint, as_endpoint
+from remotebottle.transport.handshake import (
+    StreamlocalTransport,
+    negotiate,
+    short,
+    tcp_connect,
+)
+from remotebottle.transport.known_hosts import load_known, verify_host_key
 from remotebottle.transport.ssh_auth import authenticate
+from remotebottle.transport.target import SshTarget, resolve_target
 
-log = logging.getLogger(__name__)
-
-STREAMLOCAL = "direct-streamlocal@openssh.com"
 KEEPALIVE_INTERVAL = 15.0
 KEEPALIVE_COUNT_MAX = 4
-_MSG_CHANNEL_OPEN = 90
-
-
-class _Transport(paramiko.Transport):
-    """paramiko's Transport, plus `open_streamlocal` (paramiko #544)."""
-
-    def __init__(self, sock: Any, **kwargs: Any) -> None:
-        super().__init__(sock, **kwargs)
-        self._streamlocal = threading.local()
-
-    def open_streamlocal(self, path: str, timeout: float | None = None) -> paramiko.Channel:
-        """Open a channel to the unix socket `path` on the server (OpenSSH PROTOCOL 2.4)."""
-        self._streamlocal.path = path
-        try:
-            return self.open_channel(STREAMLOCAL, timeout=timeout)
-        finally:
-            self._streamlocal.path = None
-
-    def _send_message(self, data: Any) -> None:
-        # open_channel() builds "byte 90, string type, uint32 id, uint32 window, uint32 max
-        # packet" for a type it does not know and sends it from this thread: append the
-        # socket path and the two reserved fields. Anything else passes untouched.
-        path = getattr(self._streamlocal, "path", None)
-        if path is not None and isinstance(data, Message):
-            raw = data.asbytes()
-            head = bytes([_MSG_CHANNEL_OPEN]) + _ssh_string(STREAMLOCAL.encode())
-            if raw.startswith(head):
-                if len(raw) != len(head) + 12:
-                    raise paramiko.SSHException(
-                        "this paramiko builds CHANNEL_OPEN differently; cannot open "
-                        f"{STREAMLOCAL} channels safely"
-                    )
-                data.add_string(path)
-                data.add_string("")
-                data.add_int(0)
-                self._streamlocal.path = None
-        paramiko.Transport._send_message(self, data)  # type: ignore[attr-defined]
-
-
-@dataclass(frozen=True)
-class SshTarget:
-    """Where and how to connect, after merging the host entry with `~/.ssh/config`."""
-
-    name: str
-    hostname: str
-    port: int
-    user: str
-    identity_files: tuple[str, ...]
-    explicit_identity: bool
-    identities_only: bool
-    proxy_jump: str | None
-    proxy_command: str | None
-    host_key_alias: str | None
-    known_hosts_files: tuple[str, ...]
-    connect_timeout: float
-    hash_known_hosts: bool = False
-
-    @property
-    def label(self) -> str:
-        where = f"{self.hostname}:{self.port}"
-        return where if self.name in (self.hostname, where) else f"{self.name} ({where})"
-
-    @property
-    def known_hosts_name(self) -> str:
-        """The name this host's key is filed under in known_hosts (as OpenSSH does it)."""
-        if self.host_key_alias:
-            return self.host_key_alias
-        return host_name(self.hostname, self.port)
-
-    @property
-    def user_known_hosts(self) -> Path:
-        """Where a newly trusted key goes: the first UserKnownHostsFile, as OpenSSH does."""
-        return Path(self.known_hosts_files[0])
-
-
-def resolve_target(
-    host: SshHost | str,
-    *,
-    name: str | None = None,
-    ssh_config: Path | str | None = None,
-    known_hosts: Path | str | None = None,
-) -> SshTarget:
-    """Merge a host entry (or a bare address/alias) with `~/.ssh/config`; the entry wins.
-
-    Raises:
-        ConnectError: the ssh config file cannot be parsed.
-    """
-    entry = host if isinstance(host, SshHost) else SshHost(provider="ssh", address=host)
-    cfg = _lookup_config(entry.address, ssh_config)
-    files = cfg.get("identityfile") or []
-    identities = (entry.identity_file,) if entry.identity_file else tuple(files)
-    user_files = str(cfg.get("userknownhostsfile") or "~/.ssh/known_hosts ~/.ssh/known_hosts2")
-    kh_files = [*user_files.split(), *str(cfg.get("globalknownhostsfile") or "").split()]
-    kh_files.append("/etc/ssh/ssh_known_hosts")
-    if known_hosts:
-        kh_files.append(str(known_hosts))
-    jump = cfg.get("proxyjump")
-    command = cfg.get("proxycommand")
-    return SshTarget(
-        name=name or entry.address,
-        hostname=str(cfg.get("hostname") or entry.address),
-        port=int(entry.port or cfg.get("port") or 22),
-        user=entry.user or str(cfg.get("user") or "") or getpass.getuser(),
-        identity_files=tuple(os.path.expanduser(str(p)) for p in identities),
-        explicit_identity=bool(entry.identity_file),
-        identities_only=str(cfg.get("identitiesonly", "no")).lower() == "yes",
-        proxy_jump=None if not jump or str(jump).lower() == "none" else str(jump),
-        proxy_command=None if not command or str(command).lower() == "none" else str(command),
-        host_key_alias=str(cfg["hostkeyalias"]) if cfg.get("hostkeyalias") else None,
-        known_hosts_files=tuple(dict.fromkeys(os.path.expanduser(p) for p in kh_files)),
-        connect_timeout=float(entry.connect_timeout),
-        hash_known_hosts=str(cfg.get("hashknownhosts", "no")).lower() == "yes",
-    )
-
-
-def _lookup_config(alias: str, path: Path | str | None) -> dict[str, Any]:
-    config_path = Path(path) if path else Path(os.path.expanduser("~/.ssh/config"))
-    if not config_path.is_file():
-        return {}
-    try:
-        return dict(paramiko.SSHConfig.from_path(str(config_path)).lookup(alias))
-    except (paramiko.SSHException, OSError, ValueError) as exc:
-        raise ConnectError(
-            f"cannot read {config_path}: {exc}", hint="fix the ssh config file, or move it aside"
-        ) from None
 
 
 class SshConnection:
     """One authenticated SSH transport to one host.
 
     Args:
-        host: the host entry (or an address / `~/.ssh/config` alias).
+        host: what to connect to (or an address / `~/.ssh/config` alias).
         name: the name used in messages and hints (default: the address).
         known_hosts: an extra known_hosts file to trust besides the usual ones.
         expected_host_key: a key learned from the provider; if given, only it is accepted.
@@ -182,7 +52,7 @@ class SshConnection:
 
     def __init__(
         self,
-        host: SshHost | str,
+        host: SshEndpoint | str,
         *,
         name: str | None = None,
         known_hosts: Path | str | None = None,
@@ -202,7 +72,7 @@ class SshConnection:
         self._session_key = session_key
         self._keepalive = (keepalive_interval, keepalive_count_max)
         self._depth = _depth
-        self._transport: _Transport | None = None
+        self._transport: StreamlocalTransport | None = None
         self._jump: SshConnection | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -313,7 +183,7 @@ class SshConnection:
             chan.close()
         if expired.is_set():
             raise HostError(
-                f"{self.target.label}: `{_short(cmd)}` did not finish within {timeout:g}s"
+                f"{self.target.label}: `{short(cmd)}` did not finish within {timeout:g}s"
             )
         status = chan.exit_status if chan.exit_status_ready() else -1
         return status, b"".join(out), b"".join(err)
@@ -350,7 +220,7 @@ class SshConnection:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _live(self) -> _Transport:
+    def _live(self) -> StreamlocalTransport:
         if self._transport is None or not self._transport.is_active():
             raise ConnectError(
                 f"{self.target.label}: not connected", hint="the SSH connection was closed or lost"
@@ -359,7 +229,7 @@ class SshConnection:
 
     def _lost(self, exc: BaseException) -> ConnectError:
         return ConnectError(
-            f"{self.target.label}: the SSH connection failed: {_short(str(exc) or repr(exc))}",
+            f"{self.target.label}: the SSH connection failed: {short(str(exc) or repr(exc))}",
             hint="check the network and that the host is up; nothing reconnects by itself:"
             " run the command again (`rbottle list --host HOST` shows bottles still running)",
         )
@@ -373,18 +243,17 @@ class SshConnection:
                 return paramiko.ProxyCommand(t.proxy_command)
             except (paramiko.SSHException, OSError) as exc:
                 raise ConnectError(f"{t.label}: ProxyCommand failed: {exc}") from None
-        return _tcp_connect(t, deadline, limit, self._keepalive)
+        return tcp_connect(t, deadline, limit, self._keepalive)
 
     def _via_jump(self, spec: str, deadline: float) -> paramiko.Channel:
         if self._depth >= 8:
             raise ConnectError(f"{self.target.label}: ProxyJump nests too deep (a loop?)")
         hops = [h.strip() for h in spec.split(",") if h.strip()]
         match = re.fullmatch(r"(?:ssh://)?(?:([^@]+)@)?(\[[^\]]+\]|[^:]+)(?::(\d+))?", hops[-1])
-        if not match:
+        if not match or not 0 < int(match.group(3) or 22) < 65536:
             raise ConnectError(f"{self.target.label}: cannot parse ProxyJump {spec!r}")
         user, host, port = match.group(1), match.group(2).strip("[]"), match.group(3)
-        entry = SshHost(
-            provider="ssh",
+        entry = SshEndpoint(
             address=host,
             user=user,
             port=int(port) if port else None,
@@ -412,15 +281,15 @@ class SshConnection:
             )
         except paramiko.SSHException as exc:
             raise ConnectError(
-                f"{t.label}: jump host {jump.target.label} could not reach it ({_short(str(exc))})",
+                f"{t.label}: jump host {jump.target.label} could not reach it ({short(str(exc))})",
                 hint="check the address and port as seen from the jump host",
             ) from None
 
-    def _handshake(self, sock: Any, deadline: float, limit: float) -> _Transport:
+    def _handshake(self, sock: Any, deadline: float, limit: float) -> StreamlocalTransport:
         t = self.target
         known = load_known(t.known_hosts_files, t.known_hosts_name)
         preferred = [self._expected.get_name()] if self._expected else [k.key_type for k in known]
-        transport = _negotiate(sock, t, deadline, limit, preferred)
+        transport = negotiate(sock, t, deadline, limit, preferred)
         try:
             verify_host_key(
                 t.label, t.name, known, transport.get_remote_server_key(), self._expected
@@ -429,98 +298,6 @@ class SshConnection:
             transport.close()
             raise
         return transport
-
-
-def _negotiate(
-    sock: Any, t: SshTarget, deadline: float, limit: float, preferred: list[str]
-) -> _Transport:
-    """Key exchange within the deadline, asking first for the host key types we know."""
-    transport = _Transport(sock)
-    # paramiko's own limits fire just after ours, so a silent host gets our message.
-    transport.banner_timeout = transport.handshake_timeout = deadline - time.monotonic() + 1
-    options = transport.get_security_options()
-    options.key_types = prefer(options.key_types, preferred)
-    done = threading.Event()
-    transport.start_client(event=done)
-    if not done.wait(max(deadline - time.monotonic(), 0.05)):
-        transport.close()
-        raise _timeout_error(t, limit)
-    if not transport.is_active():
-        exc = transport.get_exception()
-        transport.close()
-        if time.monotonic() >= deadline:
-            raise _timeout_error(t, limit)
-        raise ConnectError(
-            f"{t.label}: SSH handshake failed: {_short(str(exc) or 'connection closed')}",
-            hint=f"is an SSH server listening on port {t.port}?",
-        )
-    return transport
-
-
-def _tcp_connect(
-    t: SshTarget, deadline: float, limit: float, keepalive: tuple[float, int]
-) -> socket.socket:
-    try:
-        infos = socket.getaddrinfo(t.hostname, t.port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ConnectError(
-            f"{t.label}: cannot resolve host name {t.hostname!r} ({exc.strerror})",
-            hint="check the address in the hosts entry or ~/.ssh/config, and DNS",
-        ) from None
-    last: OSError | None = None
-    for family, kind, proto, _, addr in infos:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        sock = socket.socket(family, kind, proto)
-        sock.settimeout(remaining)
-        try:
-            sock.connect(addr)
-        except OSError as exc:
-            sock.close()
-            last = exc
-            continue
-        _tcp_keepalive(sock, *keepalive)
-        return sock
-    if last is None or isinstance(last, TimeoutError):
-        raise _timeout_error(t, limit)
-    if isinstance(last, ConnectionRefusedError):
-        raise ConnectError(
-            f"{t.label} refused the connection on port {t.port}",
-            hint=f"is sshd running there and listening on port {t.port}?",
-        )
-    raise ConnectError(
-        f"{t.label}: cannot connect ({last.strerror or last})",
-        hint="check the address, the network route and any firewall",
-    )
-
-
-def _tcp_keepalive(sock: socket.socket, interval: float, count: int) -> None:
-    """Declare the link dead only after `count` intervals without an acknowledgement.
-
-    paramiko's own keepalives ask for no reply; TCP then notices a dead peer when that
-    keepalive stays unacknowledged for TCP_USER_TIMEOUT, which tolerates missed beats.
-    """
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for opt, value in (
-        ("TCP_KEEPIDLE", int(interval)),
-        ("TCP_KEEPINTVL", int(interval)),
-        ("TCP_KEEPCNT", count),
-        ("TCP_USER_TIMEOUT", int(interval * count * 1000)),
-    ):
-        if hasattr(socket, opt) and value > 0:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
-            except OSError:
-                log.debug("cannot set %s", opt)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-def _timeout_error(t: SshTarget, limit: float) -> ConnectError:
-    return ConnectError(
-        f"{t.label} did not answer within {limit:g}s",
-        hint="check that the host is up and reachable, or raise connect_timeout",
-    )
 
 
 def _feed(chan: paramiko.Channel, data: bytes) -> None:
@@ -540,16 +317,11 @@ def _drain(recv: Any, into: list[bytes]) -> None:
         into.append(chunk)
 
 
-def _short(text: str, width: int = 120) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else text
-    return line if len(line) <= width else line[: width - 1] + "…"
-
-
 # -- host keys for `rbottle hosts trust` ---------------------------------------------------
 
 
 def fetch_host_key(
-    host: SshHost | str,
+    host: SshEndpoint | str,
     port: int | None = None,
     *,
     name: str | None = None,
@@ -565,9 +337,9 @@ def fetch_host_key(
     Raises:
         ConnectError: the host cannot be reached or does not speak SSH.
     """
-    entry = host if isinstance(host, SshHost) else SshHost(provider="ssh", address=host)
+    entry = as_endpoint(host)
     if port is not None:
-        entry = entry.model_copy(update={"port": port})
+        entry = replace(entry, port=port)
     probe = SshConnection(entry, name=name, ssh_config=ssh_config, known_hosts=known_hosts)
     t = probe.target
     preferred = [k.key_type for k in load_known(t.known_hosts_files, t.known_hosts_name)]
@@ -576,7 +348,7 @@ def fetch_host_key(
     try:
         sock = probe._open_socket(deadline, limit)
         try:
-            transport = _negotiate(sock, t, deadline, limit, preferred)
+            transport = negotiate(sock, t, deadline, limit, preferred)
         except BaseException:
             sock.close()
             raise
@@ -588,12 +360,9 @@ def fetch_host_key(
         probe.close()
 
 
-def _ssh_string(data: bytes) -> bytes:
-    return len(data).to_bytes(4, "big") + data
-
-
 __all__ = [
     "SshConnection",
+    "SshEndpoint",
     "SshTarget",
     "fetch_host_key",
     "resolve_target",

@@ -18,7 +18,7 @@ import paramiko
 from remotebottle.errors import ConnectError
 
 if TYPE_CHECKING:
-    from remotebottle.transport.ssh import SshTarget
+    from remotebottle.transport.target import SshTarget
 
 log = logging.getLogger(__name__)
 

@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from docker.models.containers import Container
 
 from remotebottle.backend.docker.streams import raw_socket
+from remotebottle.hosts.resolve import ssh_endpoint
 from remotebottle.manifest import SshHost
 from remotebottle.transport.ssh import SshConnection
 
@@ -93,7 +94,7 @@ class FakeVm:
         """A connected `SshConnection` trusting this VM's key (kwargs go to the constructor)."""
         kwargs.setdefault("known_hosts", self.known_hosts)
         kwargs.setdefault("name", "fakevm")
-        return SshConnection(self.ssh_host(), **kwargs).connect()
+        return SshConnection(ssh_endpoint(self.ssh_host()), **kwargs).connect()
 
     def sh(self, command: str, user: str = USER) -> tuple[int, str]:
         """Run a shell command in the VM with `docker exec` (not over SSH)."""

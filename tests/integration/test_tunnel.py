@@ -21,10 +21,10 @@ import requests
 
 from remotebottle.backend.docker.streams import exec_with_stdin, raw_socket
 from remotebottle.errors import ConnectError
-from remotebottle.manifest import SshHost
+from remotebottle.hosts.resolve import ssh_endpoint
 from remotebottle.transport.docker_tunnel import DockerTunnel
 from remotebottle.transport.known_hosts import trust
-from remotebottle.transport.ssh import SshConnection, fetch_host_key
+from remotebottle.transport.ssh import SshConnection, SshEndpoint, fetch_host_key
 from tests.integration.fakevm import (
     BASE_IMAGE,
     TEST_LABEL,
@@ -241,7 +241,7 @@ def test_unknown_host_key_is_refused(fakevm: FakeVm, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     with pytest.raises(ConnectError) as err:
-        SshConnection(fakevm.ssh_host(), name="vm1", known_hosts=empty).connect()
+        SshConnection(ssh_endpoint(fakevm.ssh_host()), name="vm1", known_hosts=empty).connect()
     assert fakevm.host_key.fingerprint in err.value.message
     assert "unknown host key" in err.value.message
     assert err.value.hint.endswith("`rbottle hosts trust vm1`")
@@ -252,7 +252,7 @@ def test_changed_host_key_is_refused(fakevm: FakeVm, tmp_path: Path) -> None:
     stale = tmp_path / "known_hosts"
     stale.write_text(known_hosts_line(fakevm.host, fakevm.port, other))
     with pytest.raises(ConnectError) as err:
-        SshConnection(fakevm.ssh_host(), name="vm1", known_hosts=stale).connect()
+        SshConnection(ssh_endpoint(fakevm.ssh_host()), name="vm1", known_hosts=stale).connect()
     assert "HOST KEY CHANGED" in err.value.message
     assert "attack" in err.value.message
     assert fakevm.host_key.fingerprint in err.value.message
@@ -263,12 +263,12 @@ def test_fetch_and_trust_then_connect(fakevm: FakeVm, tmp_path: Path) -> None:
     assert key.asbytes() == fakevm.host_key.asbytes()
     known = trust(fakevm.host, fakevm.port, key, tmp_path / "kh", hashed=True)
     assert known.read_text().startswith("|1|")
-    with SshConnection(fakevm.ssh_host(), known_hosts=known) as c:
+    with SshConnection(ssh_endpoint(fakevm.ssh_host()), known_hosts=known) as c:
         assert c.run("echo ok")[1] == b"ok\n"
 
 
 def test_pinned_key_from_a_provider(fakevm: FakeVm) -> None:
-    with SshConnection(fakevm.ssh_host(), expected_host_key=fakevm.host_key) as c:
+    with SshConnection(ssh_endpoint(fakevm.ssh_host()), expected_host_key=fakevm.host_key) as c:
         assert c.run("true")[0] == 0
 
 
@@ -320,7 +320,7 @@ def test_agent_key_with_no_identity_file(fakevm: FakeVm, ssh_agent: Path, tmp_pa
     env = os.environ | {"SSH_AUTH_SOCK": str(ssh_agent)}
     subprocess.run(["ssh-add", "-q", str(key)], env=env, check=True, timeout=10)
     key.unlink()
-    entry = fakevm.ssh_host(identity_file=None)
+    entry = ssh_endpoint(fakevm.ssh_host(identity_file=None))
     with SshConnection(entry, known_hosts=fakevm.known_hosts) as c:
         assert c.run("echo agent")[1] == b"agent\n"
 
@@ -328,7 +328,7 @@ def test_agent_key_with_no_identity_file(fakevm: FakeVm, ssh_agent: Path, tmp_pa
 def test_auth_failure_is_one_clean_line(fakevm: FakeVm, tmp_path: Path) -> None:
     stranger = tmp_path / "stranger"
     generate_ed25519(stranger)
-    entry = fakevm.ssh_host(identity_file=str(stranger))
+    entry = ssh_endpoint(fakevm.ssh_host(identity_file=str(stranger)))
     with pytest.raises(ConnectError) as err:
         SshConnection(entry, known_hosts=fakevm.known_hosts).connect()
     assert "permission denied for user 'admin'" in err.value.message
@@ -342,7 +342,7 @@ def _closed_port() -> int:
 
 
 def test_closed_port_is_refused_quickly() -> None:
-    entry = SshHost(provider="ssh", address="127.0.0.1", port=_closed_port(), connect_timeout=5)
+    entry = SshEndpoint(address="127.0.0.1", port=_closed_port(), connect_timeout=5)
     started = time.monotonic()
     with pytest.raises(ConnectError) as err:
         SshConnection(entry, name="vm1").connect()
@@ -366,7 +366,7 @@ def blackhole() -> Iterator[int]:
 
 
 def test_blackholed_address_fails_within_the_timeout(blackhole: int) -> None:
-    entry = SshHost(provider="ssh", address="127.0.0.1", port=blackhole, connect_timeout=2)
+    entry = SshEndpoint(address="127.0.0.1", port=blackhole, connect_timeout=2)
     started = time.monotonic()
     with pytest.raises(ConnectError) as err:
         SshConnection(entry, name="vm1").connect()

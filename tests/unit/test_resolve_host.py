@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,9 @@ import pytest
 
 from remotebottle import manifest, run, state
 from remotebottle.errors import HostError
-from remotebottle.hosts.resolve import resolve_host
+from remotebottle.hosts.engine import ssh_entry
+from remotebottle.hosts.resolve import resolve_host, ssh_endpoint
+from remotebottle.transport.endpoint import SshEndpoint
 from tests.conftest import FULL_MANIFEST
 
 pytestmark = pytest.mark.unit
@@ -69,3 +72,26 @@ def test_a_bottle_finds_its_host_in_the_manifest_it_was_started_from(
     explicit = state.Metadata(**started, cwd=str(project), manifest=str(elsewhere))
     assert set(run.manifest_of(explicit).hosts) == {"vm2"}
     assert run.manifest_of(state.Metadata(**started)).hosts == {}
+
+
+def test_an_ssh_entry_becomes_an_endpoint_with_every_field_transport_uses() -> None:
+    entry = manifest.SshHost(
+        provider="ssh",
+        address="vm1.example.test",
+        user="admin",
+        port=2200,
+        identity_file="~/.ssh/vm1",
+        connect_timeout=7.5,
+    )
+    endpoint = ssh_endpoint(entry)
+    assert isinstance(endpoint, SshEndpoint)
+    for f in dataclasses.fields(SshEndpoint):
+        assert getattr(endpoint, f.name) == getattr(entry, f.name), f.name
+    assert ssh_entry(resolve_host("vm1", LOADED)) == SshEndpoint(
+        address="vm1.example.test", user="admin", port=2200
+    )
+
+
+def test_a_cloud_host_has_no_standing_endpoint() -> None:
+    with pytest.raises(HostError, match="makes a new VM for each session"):
+        ssh_entry(resolve_host("ec2", LOADED))

@@ -28,12 +28,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paramiko.message import Message
 
 from remotebottle.errors import ConnectError, HostError
-from remotebottle.manifest import SshHost
 from remotebottle.transport.docker_tunnel import DockerTunnel
+from remotebottle.transport.handshake import STREAMLOCAL
 from remotebottle.transport.known_hosts import trust
 from remotebottle.transport.ssh import (
-    STREAMLOCAL,
     SshConnection,
+    SshEndpoint,
     fetch_host_key,
     resolve_target,
 )
@@ -121,16 +121,15 @@ class FakeSshd:
     transports: list[_ServerTransport] = field(default_factory=list)
     opened: list[tuple[str, str, int, bytes]] = field(default_factory=list)
 
-    def entry(self, **overrides: Any) -> SshHost:
+    def entry(self, **overrides: Any) -> SshEndpoint:
         fields: dict[str, Any] = {
-            "provider": "ssh",
             "address": "127.0.0.1",
             "port": self.port,
             "user": "admin",
             "identity_file": str(self.client_key_path),
             "connect_timeout": 3.0,
         }
-        return SshHost(**(fields | overrides))
+        return SshEndpoint(**(fields | overrides))
 
     def known_hosts(self, path: Path, key: paramiko.PKey | None = None) -> Path:
         key = key or self.host_key
@@ -308,7 +307,7 @@ def blackhole_port() -> Iterator[int]:
 @pytest.mark.parametrize("where", ["silent_port", "blackhole_port"])
 def test_connect_timeout_is_kept(where: str, request: pytest.FixtureRequest) -> None:
     port = request.getfixturevalue(where)
-    entry = SshHost(provider="ssh", address="127.0.0.1", port=port, connect_timeout=0.5)
+    entry = SshEndpoint(address="127.0.0.1", port=port, connect_timeout=0.5)
     started = time.monotonic()
     with pytest.raises(ConnectError) as err:
         SshConnection(entry, name="vm1").connect()
@@ -321,7 +320,7 @@ def test_refused_port() -> None:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
     with pytest.raises(ConnectError) as err:
-        SshConnection(SshHost(provider="ssh", address="127.0.0.1", port=port)).connect()
+        SshConnection(SshEndpoint(address="127.0.0.1", port=port)).connect()
     assert err.value.message == f"127.0.0.1:{port} refused the connection on port {port}"
     assert "sshd" in err.value.hint
 
@@ -332,7 +331,7 @@ def test_unresolvable_name(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket, "getaddrinfo", no_such_host)
     with pytest.raises(ConnectError) as err:
-        SshConnection(SshHost(provider="ssh", address="vm1.example.test"), name="vm1").connect()
+        SshConnection(SshEndpoint(address="vm1.example.test"), name="vm1").connect()
     assert "cannot resolve host name 'vm1.example.test'" in err.value.message
     assert err.value.hint
 
@@ -449,11 +448,18 @@ def test_ssh_config_fills_in_and_the_entry_wins(tmp_path: Path) -> None:
     assert target.known_hosts_name == "[10.0.0.5]:2200"
     assert target.known_hosts_files[0] == os.path.expanduser("~/kh")
     assert target.known_hosts_files[-1] == str(tmp_path / "extra")
-    entry = SshHost(
-        provider="ssh", address="vm1", port=22, user="admin", identity_file="/k", connect_timeout=5
-    )
+    entry = SshEndpoint(address="vm1", port=22, user="admin", identity_file="/k", connect_timeout=5)
     target = resolve_target(entry, ssh_config=config)
     assert (target.hostname, target.port, target.user) == ("10.0.0.5", 22, "admin")
     assert target.identity_files == ("/k",)
     assert target.known_hosts_name == "10.0.0.5"
     assert target.label == "vm1 (10.0.0.5:22)"
+
+
+@pytest.mark.parametrize("jump", ["admin@bastion:0", "bastion:70000"])
+def test_a_proxyjump_port_out_of_range_is_one_clean_line(jump: str, tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text(f"Host vm1\n  ProxyJump {jump}\n")
+    with pytest.raises(ConnectError) as err:
+        SshConnection("vm1", ssh_config=config).connect()
+    assert err.value.message == f"vm1:22: cannot parse ProxyJump {jump!r}"
