@@ -9,8 +9,8 @@ from remotebottle.backend.docker.engine import EngineFacts, engine_facts
 from remotebottle.backend.docker.planner import plan
 from remotebottle.backend.spec import BottlePlan, Command
 from remotebottle.errors import EngineError
-from remotebottle.hosts.cloud import is_cloud, provider_for
 from remotebottle.hosts.local import connect_local_engine
+from remotebottle.hosts.registry import DEFAULT, Registry
 from remotebottle.hosts.resolve import HostTarget, resolve_host
 from remotebottle.manifest import Manifest
 from remotebottle.resolve import build_spec
@@ -24,6 +24,7 @@ class StartRequest:
     command: Command = field(default_factory=Command)
     cwd: Path | None = None
     identity: str | None = None  # set by resume; otherwise minted
+    registry: Registry = field(default=DEFAULT, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def plan_start(
     The local engine is asked for its runtimes when it answers; a remote host's
     engine is asked only once connected, so its runtime shows as "auto".
     """
-    host = resolve_host(request.host, manifest)
+    host = resolve_host(request.host, manifest, request.registry)
     spec = build_spec(
         manifest,
         request.agent,
@@ -64,7 +65,7 @@ def plan_start(
         prompter=prompter,
     )
     facts = _local_facts() if host.is_local else None
-    vm = provider_for(host).preflight() if is_cloud(host) else None
+    vm = host.cloud_provider().preflight() if host.is_cloud else None
     return StartPlan(host=host, bottle=plan(spec, facts), vm=vm)
 
 

@@ -23,8 +23,8 @@ from remotebottle.backend.docker.refusals import refusals
 from remotebottle.backend.spec import BottlePlan
 from remotebottle.errors import BottleError
 from remotebottle.hosts import session_vm
-from remotebottle.hosts.cloud import is_cloud
 from remotebottle.hosts.engine import Consent, join_session_vm, open_engine
+from remotebottle.hosts.registry import DEFAULT, Registry
 from remotebottle.hosts.resolve import HostTarget, resolve_host
 from remotebottle.image_pins import check_containers
 from remotebottle.launch import StartPlan, StartRequest
@@ -121,14 +121,14 @@ def start(
             check_containers(engine.client, engine.host.name, spec.identity, placed.ids)
             progress(f"bottle {spec.identity} is up on {engine.host.name}")
             end = _session(backend, engine.client, bottle, tty=tty, redraw=False)
-            if end.detached and _vm_ends_with_session(preview.host):
+            if end.detached and preview.host.per_session:
                 progress(
                     f"{preview.host.name} makes a VM per session, which goes now: the bottle"
                     " ends with it (with `reuse: true` on the host the VM stays)"
                 )
                 end = replace(end, detached=False)
-            elif end.detached and is_cloud(preview.host):
-                ttl = getattr(preview.host.entry, "ttl_minutes", 15)
+            elif end.detached and preview.host.is_cloud:
+                ttl = preview.host.ttl_minutes
                 progress(
                     f"the VM powers itself off about {ttl} min from now unless you come back:"
                     f" rbottle attach {spec.identity}"
@@ -144,10 +144,6 @@ def _recorded_images(identity: str) -> dict[str, str]:
     if not _has_state(identity):
         return {}
     return state.read_metadata(identity).images or {}
-
-
-def _vm_ends_with_session(host: HostTarget) -> bool:
-    return is_cloud(host) and not getattr(host.entry, "reuse", False)
 
 
 def _session(
@@ -182,11 +178,17 @@ def save_transcript(backend: DockerBottleBackend, container_id: str, identity: s
     backend.save_transcript(container_id, state.snapshot_file(identity))
 
 
-def attach(identity: str, *, progress: Progress, consent: Consent = _refuse) -> Outcome:
+def attach(
+    identity: str,
+    *,
+    progress: Progress,
+    consent: Consent = _refuse,
+    registry: Registry = DEFAULT,
+) -> Outcome:
     """Return to a running bottle wherever it runs; end it when its agent exits."""
     state.parse_identity(identity)
-    host = _host_of(identity)
-    if _vm_ends_with_session(host):
+    host = host_of(identity, registry)
+    if host.per_session:
         raise BottleError(
             f"{identity} ran on a VM made for its session ({host.name}), gone with it",
             hint=f"`rbottle resume {identity}` starts it again on a new VM",
@@ -214,12 +216,12 @@ def attach(identity: str, *, progress: Progress, consent: Consent = _refuse) -> 
     return Outcome(identity, end.exit_code, end.detached)
 
 
-def _host_of(identity: str) -> HostTarget:
+def host_of(identity: str, registry: Registry = DEFAULT) -> HostTarget:
     """Where a bottle was started, from its state (the local engine when there is none)."""
     if not _has_state(identity):
-        return resolve_host(None, Manifest())
+        return resolve_host(None, Manifest(), registry)
     meta = state.read_metadata(identity)
-    return resolve_host(meta.host, manifest_of(meta))
+    return resolve_host(meta.host, manifest_of(meta), registry)
 
 
 def manifest_of(meta: state.Metadata) -> Manifest:
@@ -258,7 +260,7 @@ def list_bottles(host: HostTarget, *, progress: Progress) -> list[Listed]:
     """
     found: dict[str, Listed] = {}
     with contextlib.ExitStack() as stack:
-        if is_cloud(host):  # its VMs are the ones this machine's live sessions made
+        if host.is_cloud:  # its VMs are the ones this machine's live sessions made
             engines = [
                 stack.enter_context(join_session_vm(host, identity))
                 for identity in state.live_sessions().get(host.name, [])

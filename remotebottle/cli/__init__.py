@@ -36,6 +36,7 @@ from remotebottle.cli import (
 )
 from remotebottle.cli.common import HelpFormatter
 from remotebottle.errors import RemoteBottleError, UsageError
+from remotebottle.hosts.registry import DEFAULT, Registry
 from remotebottle.logfilter import RedactSecrets
 
 COMMANDS = (start, attach, resume, listing, cleanup, hosts, env, dashboard, demo, schema, doctor)
@@ -108,7 +109,9 @@ def configure_logging(debug: bool) -> None:
     logging.getLogger("paramiko").setLevel(logging.NOTSET if debug else logging.CRITICAL + 1)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, registry: Registry | None = None) -> int:
+    """Run one command; `registry` decides what kind each host is (default: the real
+    providers; tests pass one with their own cloud)."""
     args_in, exec_argv = split_exec(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(args_in)
@@ -119,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     args.exec_argv = exec_argv
+    args.registry = registry or DEFAULT
     try:
         if exec_argv is not None and not getattr(args, "accepts_exec", False):
             raise UsageError(

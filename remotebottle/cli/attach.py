@@ -32,4 +32,4 @@ def register(sub: Any) -> None:
 def run_command(args: argparse.Namespace) -> int:
     from remotebottle import run
 
-    return report_outcome(run.attach(args.identity, progress=console.info))
+    return report_outcome(run.attach(args.identity, progress=console.info, registry=args.registry))

@@ -16,6 +16,7 @@ from remotebottle.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from remotebottle.hosts.registry import Registry
     from remotebottle.manifest import Manifest
 
 DESCRIPTION = """\
@@ -56,8 +57,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     manifest = load_manifest(args)
     if args.orphans:
-        return sweep_orphans(manifest, args.yes)
-    host = resolve_host(args.host, manifest)
+        return sweep_orphans(manifest, args.yes, args.registry)
+    host = resolve_host(args.host, manifest, args.registry)
     with run.cleanup_on(host, progress=console.info) as found:
         plan = found.plan
         if plan.empty:
@@ -71,18 +72,13 @@ def run_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def sweep_orphans(manifest: Manifest, yes: bool) -> int:
+def sweep_orphans(manifest: Manifest, yes: bool, registry: Registry) -> int:
     """Every cloud host of the manifest: list what its provider holds of ours; sweep orphans."""
     from remotebottle import orphans
-    from remotebottle.hosts.cloud import provider_for
-    from remotebottle.hosts.resolve import HostTarget
-    from remotebottle.manifest import Ec2Host, FlyHost
+    from remotebottle.hosts.resolve import resolve_host
 
-    hosts = [
-        HostTarget(name, entry)
-        for name, entry in manifest.hosts.items()
-        if isinstance(entry, Ec2Host | FlyHost)
-    ]
+    hosts = [resolve_host(name, manifest, registry) for name in manifest.hosts]
+    hosts = [host for host in hosts if host.is_cloud]
     if not hosts:
         console.info("no cloud hosts (ec2, fly) in the manifest: no VMs to look for")
         return 0
@@ -90,7 +86,7 @@ def sweep_orphans(manifest: Manifest, yes: bool) -> int:
     found = []
     seen: set[tuple[str, str]] = set()
     for host in hosts:
-        provider = provider_for(host)
+        provider = host.cloud_provider()
         console.info(f"asking {host.label()} for what is ours")
         fresh = [
             r

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         if exc.name != "remotebottle.supervise.source":
             raise
         not_available("dashboard", "issue #8, supervision (the proposal source)")
-    with open_sources(load_manifest(args), progress=console.info) as source:
+    with open_sources(load_manifest(args), progress=console.info, registry=args.registry) as source:
         return show(args, source)
 
 

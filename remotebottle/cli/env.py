@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from remotebottle.hosts.engine import open_engine
     from remotebottle.hosts.resolve import resolve_host
 
-    host = resolve_host(args.host, load_manifest(args))
+    host = resolve_host(args.host, load_manifest(args), args.registry)
     if host.is_local:
         raise UsageError(
             "`local` is this machine's engine: there is nothing to tunnel",

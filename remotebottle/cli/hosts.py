@@ -119,13 +119,13 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "trust":
         if not args.host:
             raise UsageError("`rbottle hosts trust` needs a HOST", hint="rbottle hosts trust vm1")
-        return trust_host(resolve_host(args.host, manifest), yes=args.yes)
+        return trust_host(resolve_host(args.host, manifest, args.registry), yes=args.yes)
     if args.host:
         raise UsageError(
             f"`rbottle hosts` takes no HOST (got {args.host!r})",
             hint=f"to trust its key: rbottle hosts trust {args.host}",
         )
-    entries = {"local": resolve_host(None, manifest).entry, **dict(manifest.hosts)}
+    entries = {"local": resolve_host(None, manifest, args.registry).entry, **dict(manifest.hosts)}
     keys = {name: host_key_status(name, e) for name, e in entries.items()}
     if args.format == "json":
         console.print_json(

@@ -62,7 +62,9 @@ def run_command(args: argparse.Namespace) -> int:
     from remotebottle import run
     from remotebottle.hosts.resolve import resolve_host
 
-    bottles = run.list_bottles(resolve_host(args.host, load_manifest(args)), progress=console.info)
+    bottles = run.list_bottles(
+        resolve_host(args.host, load_manifest(args), args.registry), progress=console.info
+    )
     if args.format == "json":
         console.print_json([{**asdict(b), "age": age(b.started_at)} for b in bottles])
         return 0

@@ -72,6 +72,7 @@ def run_command(args: argparse.Namespace) -> int:
         command=command_from(args),
         cwd=Path(meta.cwd) if meta.copy_cwd and meta.cwd else None,
         identity=args.identity,
+        registry=args.registry,
     )
     preview = plan_start(loaded, request, resolve_secrets=False)
     render_preflight(preview)

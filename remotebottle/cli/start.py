@@ -114,6 +114,7 @@ def run_command(args: argparse.Namespace) -> int:
         host=args.host,
         command=command_from(args),
         cwd=args.cwd.resolve() if args.cwd else None,
+        registry=args.registry,
     )
     manifest = load_manifest(args)
     preview = plan_start(manifest, request, resolve_secrets=False)

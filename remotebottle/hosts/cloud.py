@@ -26,7 +26,6 @@ from remotebottle.errors import ConnectError, HostError
 from remotebottle.hosts.provider import Machine, Provider
 from remotebottle.hosts.resolve import HostTarget
 from remotebottle.interrupts import no_interrupts, termination_as_interrupt
-from remotebottle.manifest import Ec2Host, FlyHost
 from remotebottle.transport.endpoint import SshEndpoint
 
 if TYPE_CHECKING:  # paramiko is loaded only when a VM is used
@@ -39,29 +38,6 @@ Progress = Callable[[str], None]
 
 HEARTBEAT_FILE = "/run/rbottle/heartbeat"
 HEARTBEAT_SECONDS = 60.0
-
-# Tests register providers here (a fake VM on loopback standing in for a cloud).
-PROVIDER_OVERRIDES: dict[str, Callable[[HostTarget], Provider]] = {}
-
-
-def is_cloud(host: HostTarget) -> bool:
-    return isinstance(host.entry, Ec2Host | FlyHost) or host.provider in PROVIDER_OVERRIDES
-
-
-def provider_for(host: HostTarget) -> Provider:
-    """The provider that makes `host`'s VMs."""
-    if host.provider in PROVIDER_OVERRIDES:
-        return PROVIDER_OVERRIDES[host.provider](host)
-    entry = host.entry
-    if isinstance(entry, Ec2Host):
-        from remotebottle.hosts.ec2 import Ec2Provider
-
-        return Ec2Provider(entry)
-    if isinstance(entry, FlyHost):
-        from remotebottle.hosts.fly import FlyProvider
-
-        return FlyProvider(entry)
-    raise HostError(f"{host.name} is not a cloud host ({host.provider})")
 
 
 def _public_key(line: str) -> paramiko.PKey:
@@ -155,8 +131,8 @@ def session_machine(
 ) -> Iterator[tuple[Machine, Provider]]:
     """The VM of session `identity` on cloud host `host`, destroyed on the way out unless
     the entry says `reuse` (Ctrl-C included: the destroy runs before the interrupt ends us)."""
-    provider = provider_for(host)
-    reuse = bool(getattr(host.entry, "reuse", False))
+    provider = host.cloud_provider()
+    reuse = host.reuse
     # A reused VM belongs to the host entry, so that the next session finds it.
     owner = f"reuse-{host.name}" if reuse else identity
     kept_key = _kept_key_file(host)

@@ -17,7 +17,6 @@ import docker
 import docker.errors
 
 from remotebottle.errors import EngineError, HostError
-from remotebottle.hosts.cloud import is_cloud
 from remotebottle.hosts.local import connect_local_engine
 from remotebottle.hosts.provider import Machine
 from remotebottle.hosts.resolve import HostTarget, ssh_endpoint
@@ -117,7 +116,7 @@ def open_engine(
             client.close()
         return
     with contextlib.ExitStack() as stack:
-        if is_cloud(host):
+        if host.is_cloud:
             if session is None:
                 _owned(host)  # raises: no standing machine
             link = stack.enter_context(_cloud_link(host, session or "", progress=progress))

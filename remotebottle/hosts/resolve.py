@@ -6,12 +6,17 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from remotebottle.errors import HostError
+from remotebottle.hosts.registry import DEFAULT, Kind, Registry
 from remotebottle.manifest import Ec2Host, FlyHost, LocalHost, Manifest, SshHost
 from remotebottle.transport.endpoint import SshEndpoint
+
+if TYPE_CHECKING:
+    from remotebottle.hosts.provider import Provider
 
 HostEntry = LocalHost | SshHost | Ec2Host | FlyHost
 _ALIAS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -19,43 +24,78 @@ _ALIAS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 @dataclass(frozen=True)
 class HostTarget:
+    """A host by the name the user gave, its entry, and the registry that says its kind."""
+
     name: str
     entry: HostEntry
+    registry: Registry = field(default=DEFAULT, compare=False, repr=False)
 
     @property
     def provider(self) -> str:
         return self.entry.provider
 
     @property
+    def kind(self) -> Kind:
+        return self.registry.kind(self.entry)
+
+    @property
     def is_local(self) -> bool:
-        return self.entry.provider == "local"
+        return self.kind == "local"
+
+    @property
+    def is_cloud(self) -> bool:
+        """Its engines are VMs a provider makes (per session, or kept with `reuse`)."""
+        return self.kind == "cloud"
+
+    @property
+    def reuse(self) -> bool:
+        """A cloud host whose VM outlives the session, for the next one."""
+        return isinstance(self.entry, Ec2Host | FlyHost) and self.entry.reuse
+
+    @property
+    def per_session(self) -> bool:
+        """A cloud host whose VM is made for one session and destroyed at its end."""
+        return self.is_cloud and not self.reuse
+
+    @property
+    def ttl_minutes(self) -> int | None:
+        """A cloud VM's dead-man timer: it powers off this long after the last heartbeat."""
+        return self.entry.ttl_minutes if isinstance(self.entry, Ec2Host | FlyHost) else None
+
+    def cloud_provider(self) -> Provider:
+        """The provider that makes this cloud host's VMs.
+
+        Raises:
+            HostError: it is not a cloud host.
+        """
+        return self.registry.provider(self.name, self.entry)
 
     def label(self) -> str:
         return self.name if self.name == self.provider else f"{self.name} ({self.provider})"
 
 
-def resolve_host(arg: str | None, manifest: Manifest) -> HostTarget:
-    """Resolve `--host`.
+def resolve_host(arg: str | None, manifest: Manifest, registry: Registry = DEFAULT) -> HostTarget:
+    """Resolve `--host`; `registry` decides what kind of host it is.
 
     Raises:
         HostError: the argument is none of the accepted forms.
     """
     if arg is None or arg == "local":
         entry = manifest.hosts.get("local", LocalHost(provider="local"))
-        return HostTarget("local", entry)
+        return HostTarget("local", entry, registry)
     if arg in manifest.hosts:
-        return HostTarget(arg, manifest.hosts[arg])
+        return HostTarget(arg, manifest.hosts[arg], registry)
     if arg.startswith("ssh://"):
-        return HostTarget(arg, _from_url(arg))
+        return HostTarget(arg, _from_url(arg), registry)
     if arg == "ec2":
-        return HostTarget("ec2", Ec2Host(provider="ec2"))
+        return HostTarget("ec2", Ec2Host(provider="ec2"), registry)
     if arg == "fly":
         raise HostError(
             "`--host fly` needs a Fly app",
             hint='add hosts.fly = {"provider": "fly", "app": "<your app>"} to the manifest',
         )
     if _ALIAS_RE.fullmatch(arg):
-        return HostTarget(arg, SshHost(provider="ssh", address=arg))
+        return HostTarget(arg, SshHost(provider="ssh", address=arg), registry)
     raise HostError(
         f"{arg!r} is not a host: expected a hosts entry, an ~/.ssh/config alias,"
         " or ssh://user@host[:port]",

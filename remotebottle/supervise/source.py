@@ -19,8 +19,8 @@ from remotebottle.backend.docker import egress
 from remotebottle.backend.docker.backend import DockerBottleBackend
 from remotebottle.errors import BottleError, RemoteBottleError
 from remotebottle.hosts import session_vm
-from remotebottle.hosts.cloud import is_cloud
 from remotebottle.hosts.engine import join_session_vm, open_engine
+from remotebottle.hosts.registry import DEFAULT, Registry
 from remotebottle.hosts.resolve import HostTarget, resolve_host
 from remotebottle.manifest import Manifest
 from remotebottle.supervise import apply, queue
@@ -69,7 +69,9 @@ class EngineSources:
 
 
 @contextlib.contextmanager
-def open_sources(manifest: Manifest, *, progress: Progress) -> Iterator[EngineSources]:
+def open_sources(
+    manifest: Manifest, *, progress: Progress, registry: Registry = DEFAULT
+) -> Iterator[EngineSources]:
     """Connect to the local engine, every host with a live session and every live
     session's cloud VM; yield the sources. What cannot be reached is reported in
     `unreachable`, not fatal."""
@@ -78,8 +80,8 @@ def open_sources(manifest: Manifest, *, progress: Progress) -> Iterator[EngineSo
     with contextlib.ExitStack() as stack:
         for name in ["local", *sorted(h for h in live if h != "local")]:
             try:
-                host = resolve_host(name, manifest)
-                if is_cloud(host):
+                host = resolve_host(name, manifest, registry)
+                if host.is_cloud:
                     for identity in live[name]:
                         _join_vm(stack, sources, host, identity)
                     continue

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from remotebottle.hosts.cloud import provider_for
 from remotebottle.hosts.resolve import HostTarget
 from remotebottle.manifest import Ec2Host, FlyHost
 from tests.e2e.conftest import finish, rbottle
@@ -72,7 +71,7 @@ def session_leaves_nothing(
     )
     assert code == 0, err
     identity = err.split("rbottle resume ")[1].split()[0]
-    owned = provider_for(HostTarget("live", entry)).list_owned()
+    owned = HostTarget("live", entry).cloud_provider().list_owned()
     left = [r for r in owned if r.identity == identity]
     assert all(r.state in ("terminated", "shutting-down", "destroyed") for r in left), left
 

@@ -77,7 +77,9 @@ class Watcher(threading.Thread):
         self.seen["local engine untouched"] = set(owned(self.local)) == self.local_before
         self.seen["secret on the vm's disk"] = grep_vm_disk(vm, self.secret)
         self.seen["the dashboard's view"] = self._dashboard_view()
-        listed = run.list_bottles(resolve_host("cloudy", load([self.manifest])), progress=print)
+        listed = run.list_bottles(
+            resolve_host("cloudy", load([self.manifest]), self.cloud.registry), progress=print
+        )
         self.seen["rbottle list --host cloudy"] = [(b.identity, b.status) for b in listed]
         [identity] = state.known_identities()
         record = state.state_dir(identity) / session_vm.RECORD
@@ -85,7 +87,9 @@ class Watcher(threading.Thread):
 
     def _dashboard_view(self) -> tuple[list[tuple[str, str]], dict[str, str]]:
         """What `rbottle dashboard` reaches from this machine while the session lives."""
-        with open_sources(load([self.manifest]), progress=lambda _m: None) as sources:
+        with open_sources(
+            load([self.manifest]), progress=lambda _m: None, registry=self.cloud.registry
+        ) as sources:
             return sources.bottles(), sources.unreachable
 
     @staticmethod
@@ -121,7 +125,9 @@ def test_start_on_a_cloud_host_runs_the_bottle_on_its_vm_and_destroys_the_vm(
     watcher = Watcher(loopback, docker_client, secret, manifest)
     watcher.start()
 
-    code = main(["start", "worker", "--host", "cloudy", "--yes", "--", "sh", "-c", PROBE])
+    code = main(
+        ["start", "worker", "--host", "cloudy", "--yes", "--", "sh", "-c", PROBE], loopback.registry
+    )
 
     watcher.join(timeout=30)
     out, err = capfd.readouterr()
@@ -143,7 +149,7 @@ def test_start_on_a_cloud_host_runs_the_bottle_on_its_vm_and_destroys_the_vm(
     assert secret not in out + err
 
     # `resume` starts the bottle again on a new VM of the same host, and that goes too.
-    code = main(["resume", identity, "--yes", "--", "sh", "-c", "exit 7"])
+    code = main(["resume", identity, "--yes", "--", "sh", "-c", "exit 7"], loopback.registry)
     _, err = capfd.readouterr()
     assert code == 7, err
     assert len(loopback.destroyed) == 2 and not loopback.vms
@@ -177,7 +183,9 @@ def test_ctrl_c_or_sigterm_mid_session_still_destroys_the_vm(
             time.sleep(0.5)
 
     threading.Thread(target=interrupt_once_the_bottle_runs, daemon=True).start()
-    code = main(["start", "worker", "--host", "cloudy", "--yes", "--", "sh", "-c", PROBE])
+    code = main(
+        ["start", "worker", "--host", "cloudy", "--yes", "--", "sh", "-c", PROBE], loopback.registry
+    )
 
     _, err = capfd.readouterr()
     assert code == 130, err

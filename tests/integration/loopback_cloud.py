@@ -1,7 +1,7 @@
 """A 'cloud' on loopback: its VMs are fake-VM containers (sshd + dockerd) on the local engine.
 
-`LoopbackProvider` implements the provider interface; the `loopback` fixture registers it
-for `ec2` hosts through the test seam `cloud.PROVIDER_OVERRIDES`, so the real engine code
+`LoopbackProvider` implements the provider interface; its `registry` makes it the provider
+of `ec2` hosts, passed to what the test runs (`main(argv, registry)`), so the real engine code
 connects with the host key the provider reported, keeps the heartbeat, opens the tunnel,
 and destroys the VM at the end.
 """
@@ -15,8 +15,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from remotebottle.hosts import cloud
 from remotebottle.hosts.provider import Machine, OwnedResource, Progress, Provider
+from remotebottle.hosts.registry import DEFAULT, Registry
 from tests.integration.fakevm import (
     BASE_IMAGE,
     FAKEVM_IMAGE,
@@ -46,6 +46,11 @@ class LoopbackProvider(Provider):
         self.destroyed: list[str] = []
         self.adopted: dict[str, str] = {}
         self.renewed = 0
+
+    @property
+    def registry(self) -> Registry:
+        """The real providers, with this one making the VMs of `ec2` hosts."""
+        return DEFAULT.with_cloud("ec2", lambda _entry: self)
 
     def preflight(self) -> dict[str, str]:
         return {"provider": self.name}
@@ -97,10 +102,8 @@ def loopback(
 ) -> Iterator[LoopbackProvider]:
     skip_unless_image(docker_client, FAKEVM_IMAGE)
     provider = LoopbackProvider(docker_client, tmp_path / "vms")
-    cloud.PROVIDER_OVERRIDES["ec2"] = lambda _host: provider
     try:
         yield provider
     finally:
-        cloud.PROVIDER_OVERRIDES.pop("ec2", None)
         for _, stack in provider.vms.values():
             stack.close()

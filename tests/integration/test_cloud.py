@@ -46,7 +46,7 @@ def exists(client: docker.DockerClient, name: str) -> bool:
 def test_a_session_vm_is_made_reached_by_its_reported_key_and_destroyed(
     loopback: LoopbackProvider, docker_client: docker.DockerClient, isolated_home: Path
 ) -> None:
-    host = HostTarget("cloudy", Ec2Host(provider="ec2"))
+    host = HostTarget("cloudy", Ec2Host(provider="ec2"), loopback.registry)
     with open_engine(
         host, progress=lambda _m: None, consent=lambda _q: False, session="w-abcde"
     ) as engine:
@@ -68,7 +68,7 @@ def test_a_session_vm_is_made_reached_by_its_reported_key_and_destroyed(
 def test_a_reused_vm_outlives_the_session_and_its_key_waits_in_a_private_file(
     loopback: LoopbackProvider, isolated_home: Path
 ) -> None:
-    host = HostTarget("kept", Ec2Host(provider="ec2", reuse=True))
+    host = HostTarget("kept", Ec2Host(provider="ec2", reuse=True), loopback.registry)
     for session in ("w-one11", "w-two22"):
         with open_engine(
             host, progress=lambda _m: None, consent=lambda _q: False, session=session
@@ -86,7 +86,7 @@ def test_a_host_key_other_than_the_reported_one_is_refused_and_the_vm_still_goes
     loopback: LoopbackProvider, docker_client: docker.DockerClient
 ) -> None:
     loopback.lie = True
-    host = HostTarget("cloudy", Ec2Host(provider="ec2"))
+    host = HostTarget("cloudy", Ec2Host(provider="ec2"), loopback.registry)
     with (
         pytest.raises(ConnectError, match="HOST KEY MISMATCH"),
         open_engine(host, progress=lambda _m: None, consent=lambda _q: False, session="w-fghij"),

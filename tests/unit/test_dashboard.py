@@ -457,7 +457,7 @@ def inject(monkeypatch: pytest.MonkeyPatch, source: MemorySource) -> MemorySourc
     """Make the CLI's `open_sources` yield `source`."""
 
     @contextlib.contextmanager
-    def open_sources(manifest: Any, *, progress: Any) -> Iterator[MemorySource]:
+    def open_sources(manifest: Any, *, progress: Any, registry: Any) -> Iterator[MemorySource]:
         yield source
 
     module = types.ModuleType("remotebottle.supervise.source")

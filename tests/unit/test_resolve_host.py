@@ -6,13 +6,17 @@ import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from remotebottle import manifest, run, state
 from remotebottle.errors import HostError
 from remotebottle.hosts.engine import ssh_entry
-from remotebottle.hosts.resolve import resolve_host, ssh_endpoint
+from remotebottle.hosts.provider import Provider
+from remotebottle.hosts.registry import DEFAULT
+from remotebottle.hosts.resolve import HostEntry, HostTarget, resolve_host, ssh_endpoint
+from remotebottle.manifest import Ec2Host
 from remotebottle.transport.endpoint import SshEndpoint
 from tests.conftest import FULL_MANIFEST
 
@@ -95,3 +99,32 @@ def test_an_ssh_entry_becomes_an_endpoint_with_every_field_transport_uses() -> N
 def test_a_cloud_host_has_no_standing_endpoint() -> None:
     with pytest.raises(HostError, match="makes a new VM for each session"):
         ssh_entry(resolve_host("ec2", LOADED))
+
+
+def test_the_registry_decides_each_hosts_kind_once_for_all_callers() -> None:
+    kinds = {name: resolve_host(name, LOADED) for name in (None, "vm1", "ec2")}
+    assert [(h.kind, h.is_local, h.is_cloud) for h in kinds.values()] == [
+        ("local", True, False),
+        ("ssh", False, False),
+        ("cloud", False, True),
+    ]
+    ec2 = kinds["ec2"]
+    assert ec2.per_session and not ec2.reuse and ec2.ttl_minutes == 15
+    with pytest.raises(HostError, match="not a cloud host"):
+        kinds["vm1"].cloud_provider()
+    kept = HostTarget("kept", Ec2Host(provider="ec2", reuse=True))
+    assert kept.is_cloud and kept.reuse and not kept.per_session
+
+
+def test_a_registry_passed_in_makes_a_clouds_vms() -> None:
+    made: list[str] = []
+
+    def factory(entry: HostEntry) -> Provider:
+        made.append(entry.provider)
+        return cast(Provider, object())
+
+    registry = DEFAULT.with_cloud("ec2", factory)
+    host = resolve_host("ec2", LOADED, registry)
+    host.cloud_provider()
+    assert made == ["ec2"]
+    assert resolve_host("ec2", LOADED).registry is DEFAULT, "the default is untouched"
