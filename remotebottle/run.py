@@ -25,7 +25,7 @@ from remotebottle.errors import BottleError
 from remotebottle.hosts import session_vm
 from remotebottle.hosts.engine import Consent, join_session_vm, open_engine
 from remotebottle.hosts.registry import DEFAULT, Registry
-from remotebottle.hosts.resolve import HostTarget, resolve_host
+from remotebottle.hosts.resolve import HostTarget, recorded_host, resolve_host
 from remotebottle.image_pins import check_containers
 from remotebottle.launch import StartPlan, StartRequest
 from remotebottle.manifest import Manifest, default_paths, load
@@ -112,6 +112,8 @@ def start(
             copy_cwd=request.cwd is not None,
             manifest=str(manifest_file) if manifest_file else None,
             images=placed.ids or None,
+            host_entry=preview.host.entry.model_dump(mode="json"),
+            phase="launching",
         )
         state.write_metadata(meta)
         tty = wants_tty(plan)
@@ -120,6 +122,8 @@ def start(
             # The backend makes containers by tag: one moved since `place_images` ends it here.
             check_containers(engine.client, engine.host.name, spec.identity, placed.ids)
             progress(f"bottle {spec.identity} is up on {engine.host.name}")
+            meta = replace(meta, phase="running")
+            state.write_metadata(meta)
             end = _session(backend, engine.client, bottle, tty=tty, redraw=False)
             if end.detached and preview.host.per_session:
                 progress(
@@ -134,7 +138,9 @@ def start(
                     f" rbottle attach {spec.identity}"
                 )
             bottle.keep = end.detached
-            if not end.detached:
+            if end.detached:
+                state.write_metadata(replace(meta, phase="detached"))
+            else:
                 _save(backend, bottle.agent_container, meta)
     return Outcome(spec.identity, end.exit_code, end.detached)
 
@@ -169,7 +175,7 @@ def _save(backend: DockerBottleBackend, container_id: str, meta: state.Metadata)
         audit.record_refusals(meta.identity, refusals(backend.client, meta.identity))
         save_transcript(backend, container_id, meta.identity)
     finally:
-        state.write_metadata(replace(meta, ended_at=state.now()))
+        state.write_metadata(replace(meta, ended_at=state.now(), phase="ended"))
 
 
 def save_transcript(backend: DockerBottleBackend, container_id: str, identity: str) -> None:
@@ -187,7 +193,7 @@ def attach(
 ) -> Outcome:
     """Return to a running bottle wherever it runs; end it when its agent exits."""
     state.parse_identity(identity)
-    host = host_of(identity, registry)
+    host = host_of(identity, registry, progress)
     if host.per_session:
         raise BottleError(
             f"{identity} ran on a VM made for its session ({host.name}), gone with it",
@@ -206,8 +212,11 @@ def attach(
             )
         container = containers[0]
         check_containers(client, host.name, identity, _recorded_images(identity))
+        _set_phase(identity, "running")
         end = attach_tty(client, str(container.id), redraw=True)
-        if not end.detached:
+        if end.detached:
+            _set_phase(identity, "detached")
+        else:
             try:
                 if _has_state(identity):
                     _save(backend, str(container.id), state.read_metadata(identity))
@@ -216,11 +225,18 @@ def attach(
     return Outcome(identity, end.exit_code, end.detached)
 
 
-def host_of(identity: str, registry: Registry = DEFAULT) -> HostTarget:
-    """Where a bottle was started, from its state (the local engine when there is none)."""
+def host_of(
+    identity: str, registry: Registry = DEFAULT, progress: Progress | None = None
+) -> HostTarget:
+    """Where a bottle was started: the host its session recorded (older state: its host's
+    name in today's manifest); the local engine, said so, when there is no state."""
     if not _has_state(identity):
+        if progress:
+            progress(f"no saved state for {identity} on this machine: looking on the local engine")
         return resolve_host(None, Manifest(), registry)
     meta = state.read_metadata(identity)
+    if meta.host_entry is not None:
+        return recorded_host(meta.host, meta.host_entry, registry)
     return resolve_host(meta.host, manifest_of(meta), registry)
 
 
@@ -229,6 +245,11 @@ def manifest_of(meta: state.Metadata) -> Manifest:
     if meta.manifest:
         return load([*default_paths()[:1], Path(meta.manifest)])
     return load(default_paths(cwd=Path(meta.cwd)) if meta.cwd else default_paths()[:1])
+
+
+def _set_phase(identity: str, phase: str) -> None:
+    if _has_state(identity):
+        state.write_metadata(replace(state.read_metadata(identity), phase=phase))
 
 
 def _has_state(identity: str) -> bool:

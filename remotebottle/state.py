@@ -15,6 +15,7 @@ import string
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from remotebottle.errors import BottleError
 
@@ -73,6 +74,11 @@ class Metadata:
     manifest: str | None = None  # the project manifest it was started from, for resume
     # On a VM: the image ID behind each image reference the bottle runs (`image_pins`).
     images: dict[str, str] | None = None
+    # The host entry as resolved at start: attach, list and the dashboard reopen this host,
+    # not whatever the manifest says by that name now.
+    host_entry: dict[str, Any] | None = None
+    # Where the session is: launching, running, detached, ended.
+    phase: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -107,6 +113,8 @@ def read_metadata(identity: str) -> Metadata:
         raise BottleError(f"{path}: unreadable state: {exc}") from None
     if meta.images is not None and not _str_map(meta.images):
         raise BottleError(f"{path}: unreadable state: `images` is not a map of image IDs")
+    if meta.host_entry is not None and not isinstance(meta.host_entry, dict):
+        raise BottleError(f"{path}: unreadable state: `host_entry` is not a host entry")
     return meta
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -101,6 +102,29 @@ def resolve_host(arg: str | None, manifest: Manifest, registry: Registry = DEFAU
         " or ssh://user@host[:port]",
         hint="`rbottle hosts` lists the hosts the manifest defines",
     )
+
+
+def recorded_host(
+    name: str, entry: Mapping[str, object], registry: Registry = DEFAULT
+) -> HostTarget:
+    """The host a session recorded when it started, as it was then (the manifest may have
+    changed since).
+
+    Raises:
+        HostError: the record does not hold a host entry.
+    """
+    from pydantic import TypeAdapter, ValidationError
+
+    from remotebottle.manifest import Host
+
+    try:
+        parsed: HostEntry = TypeAdapter(Host).validate_python(dict(entry))
+    except ValidationError as exc:
+        raise HostError(
+            f"the host recorded for {name} is unreadable ({exc.error_count()} problems)",
+            hint="the state was written by another rbottle version, or edited",
+        ) from None
+    return HostTarget(name, parsed, registry)
 
 
 def _from_url(url: str) -> SshHost:

@@ -21,7 +21,7 @@ from remotebottle.errors import BottleError, RemoteBottleError
 from remotebottle.hosts import session_vm
 from remotebottle.hosts.engine import join_session_vm, open_engine
 from remotebottle.hosts.registry import DEFAULT, Registry
-from remotebottle.hosts.resolve import HostTarget, resolve_host
+from remotebottle.hosts.resolve import HostTarget, recorded_host, resolve_host
 from remotebottle.manifest import Manifest
 from remotebottle.supervise import apply, queue
 from remotebottle.supervise.model import Decision, Proposal
@@ -80,7 +80,7 @@ def open_sources(
     with contextlib.ExitStack() as stack:
         for name in ["local", *sorted(h for h in live if h != "local")]:
             try:
-                host = resolve_host(name, manifest, registry)
+                host = _live_host(name, live.get(name, []), manifest, registry)
                 if host.is_cloud:
                     for identity in live[name]:
                         _join_vm(stack, sources, host, identity)
@@ -93,6 +93,18 @@ def open_sources(
                 continue
             sources.engines[name] = engine.client
         yield sources
+
+
+def _live_host(
+    name: str, identities: list[str], manifest: Manifest, registry: Registry
+) -> HostTarget:
+    """Host `name` as its live sessions recorded it (older state: today's manifest)."""
+    for identity in identities:
+        with contextlib.suppress(BottleError):
+            entry = state.read_metadata(identity).host_entry
+            if entry is not None:
+                return recorded_host(name, entry, registry)
+    return resolve_host(name, manifest, registry)
 
 
 def _join_vm(

@@ -86,6 +86,8 @@ def test_cli_start_runs_on_the_vm_and_keeps_secrets_off_its_disk(
         assert list(statuses.values()) == ["elsewhere"], statuses
         identity = next(iter(statuses))
         assert listed_status(project, "--host", "vm") == {identity: "running"}
+        running = json.loads((isolated_state() / "state" / identity / "metadata.json").read_text())
+        assert running["phase"] == "running", running
         vm.sh(f"docker exec {agent} touch /tmp/go")
         out, err = proc.communicate(timeout=120)
     finally:
@@ -101,6 +103,8 @@ def test_cli_start_runs_on_the_vm_and_keeps_secrets_off_its_disk(
     assert not vm_owned(vm)
     meta = json.loads(next((isolated_state() / "state").glob("worker-*/metadata.json")).read_text())
     assert meta["host"] == "vm" and meta["ended_at"]
+    # The session record: the host as resolved at start, and where the session got to.
+    assert meta["phase"] == "ended" and meta["host_entry"]["address"] == vm.ssh_host().address
 
 
 def listed_status(project: Path, *args: str) -> dict[str, str]:

@@ -15,7 +15,13 @@ from remotebottle.errors import HostError
 from remotebottle.hosts.engine import ssh_entry
 from remotebottle.hosts.provider import Provider
 from remotebottle.hosts.registry import DEFAULT
-from remotebottle.hosts.resolve import HostEntry, HostTarget, resolve_host, ssh_endpoint
+from remotebottle.hosts.resolve import (
+    HostEntry,
+    HostTarget,
+    recorded_host,
+    resolve_host,
+    ssh_endpoint,
+)
 from remotebottle.manifest import Ec2Host
 from remotebottle.transport.endpoint import SshEndpoint
 from tests.conftest import FULL_MANIFEST
@@ -128,3 +134,33 @@ def test_a_registry_passed_in_makes_a_clouds_vms() -> None:
     host.cloud_provider()
     assert made == ["ec2"]
     assert resolve_host("ec2", LOADED).registry is DEFAULT, "the default is untouched"
+
+
+def test_a_session_reopens_the_host_it_recorded_not_todays_manifest_entry(
+    write_manifest: Callable[..., Path], tmp_path: Path
+) -> None:
+    project = write_manifest({"hosts": {"vm1": {"provider": "ssh", "address": "new.lan"}}}).parent
+    recorded = {"provider": "ssh", "address": "old.lan", "user": "deploy", "port": 2222}
+    meta = state.Metadata(
+        identity="w-abcde",
+        agent="w",
+        host="vm1",
+        started_at="2026-12-03T10:00:00+00:00",
+        cwd=str(project),
+        host_entry=recorded,
+        phase="detached",
+    )
+    state.write_metadata(meta)
+    host = run.host_of("w-abcde")
+    assert (host.name, host.kind, ssh_entry(host).address) == ("vm1", "ssh", "old.lan")
+    assert ssh_entry(host).port == 2222
+    # Older state has no record: the name is looked up in the manifest it was started from.
+    state.write_metadata(dataclasses.replace(meta, host_entry=None))
+    assert ssh_entry(run.host_of("w-abcde")).address == "new.lan"
+
+
+def test_an_unreadable_recorded_host_is_a_clean_error() -> None:
+    with pytest.raises(HostError, match="the host recorded for vm1 is unreadable"):
+        recorded_host("vm1", {"provider": "ssh"})  # no address
+    with pytest.raises(HostError, match="unreadable"):
+        recorded_host("vm1", {"provider": "teleport", "address": "x"})
