@@ -24,6 +24,8 @@ class StartRequest:
     command: Command = field(default_factory=Command)
     cwd: Path | None = None
     identity: str | None = None  # set by resume; otherwise minted
+    # Start on a host's engine older than 25.0.5 (CVE-2024-29018) all the same.
+    allow_old_engine: bool = False
     registry: Registry = field(default=DEFAULT, compare=False, repr=False)
 
 
@@ -32,10 +34,12 @@ class StartPlan:
     host: HostTarget
     bottle: BottlePlan
     vm: dict[str, str] | None = None  # what a cloud host's provider will make (and bill)
+    allow_old_engine: bool = False
 
     def to_dict(self) -> dict[str, object]:
         data = self.bottle.to_dict()
         data["host"] = {"name": self.host.name, "provider": self.host.provider}
+        data["allow_old_engine"] = self.allow_old_engine
         if self.vm is not None:
             data["vm"] = dict(self.vm)
         return data
@@ -50,7 +54,8 @@ def plan_start(
 ) -> StartPlan:
     """Resolve everything `start` needs without creating anything.
 
-    The local engine is asked for its runtimes when it answers; a remote host's
+    The local engine is asked for its version and runtimes when it answers (nothing is
+    run on it: whether gVisor runs a container is checked at start); a remote host's
     engine is asked only once connected, so its runtime shows as "auto".
     """
     host = resolve_host(request.host, manifest, request.registry)
@@ -66,7 +71,8 @@ def plan_start(
     )
     facts = _local_facts() if host.is_local else None
     vm = host.cloud_provider().preflight() if host.is_cloud else None
-    return StartPlan(host=host, bottle=plan(spec, facts), vm=vm)
+    bottle = plan(spec, facts, old_engine_allowed=request.allow_old_engine)
+    return StartPlan(host=host, bottle=bottle, vm=vm, allow_old_engine=request.allow_old_engine)
 
 
 def _local_facts() -> EngineFacts | None:

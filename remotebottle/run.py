@@ -88,7 +88,7 @@ def start(
         preview.host, progress=progress, consent=consent, session=spec.identity
     ) as engine:
         backend = DockerBottleBackend(engine.client, progress)
-        plan = backend.prepare(spec)
+        plan = backend.prepare(spec, allow_old_engine=request.allow_old_engine)
         if plan.spec.command.mode == "interactive" and not sys.stdin.isatty():
             raise BottleError(
                 "an interactive session needs a terminal",

@@ -121,14 +121,59 @@ class ImageRefs:
     git_gate: str | None = None
 
 
+GvisorState = Literal["works", "unchecked", "fails", "absent"]
+
+
+@dataclass(frozen=True)
+class EngineReport:
+    """What the engine a plan was made against said, as the preflight and `--dry-run` show it.
+
+    Attributes:
+        version: the engine's version ("26.1.5+dfsg1").
+        leaks_internal_dns: older than 25.0.5: containers on internal networks can resolve
+            names through the host (CVE-2024-29018).
+        runtimes: each registered runtime with the engine's arguments to it.
+        gvisor: "works" (a container ran under runsc), "unchecked" (registered; checked
+            before the bottle starts), "fails" (registered, but a container did not run),
+            "absent" (not registered).
+        gvisor_reason: why gVisor is not used, in the engine's words.
+    """
+
+    version: str
+    leaks_internal_dns: bool
+    runtimes: dict[str, tuple[str, ...]]
+    gvisor: GvisorState
+    gvisor_reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "cve_2024_29018": "affected" if self.leaks_internal_dns else "fixed",
+            "runtimes": {name: list(args) for name, args in self.runtimes.items()},
+            "gvisor": self.gvisor,
+            "gvisor_reason": self.gvisor_reason or None,
+        }
+
+
 @dataclass(frozen=True)
 class BottlePlan:
-    """A spec resolved against an engine: images, runtime, effective allowlist."""
+    """A spec resolved against an engine: images, runtime, effective allowlist.
+
+    `engine` is None when no engine was asked (a remote host before connecting).
+    """
 
     spec: BottleSpec
     images: ImageRefs
     runtime: str  # "runsc" | "runc" | "auto" (decided by the engine at launch)
     warnings: tuple[str, ...] = ()
+    engine: EngineReport | None = None
+
+    @property
+    def runtime_args(self) -> tuple[str, ...]:
+        """The engine's arguments to the runtime the bottle gets ("--network=host")."""
+        if self.engine is None:
+            return ()
+        return self.engine.runtimes.get(self.runtime, ())
 
     @property
     def allowlist(self) -> list[str]:
@@ -153,6 +198,8 @@ class BottlePlan:
             "bottle": spec.bottle,
             "host": spec.host,
             "runtime": self.runtime,
+            "runtime_args": list(self.runtime_args),
+            "engine": self.engine.to_dict() if self.engine else None,
             "images": images,
             "command": spec.command.to_dict(),
             "egress": {

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import shlex
 
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from remotebottle.backend.docker.planner import (
+    ALLOW_OLD_ENGINE_FLAG,
+    describe_engine,
+    describe_runtime,
+)
 from remotebottle.backend.spec import Command, GitRemoteSpec
 from remotebottle.cli import console
 from remotebottle.launch import StartPlan
+
+RED = "red bold"
 
 
 def render_preflight(start: StartPlan) -> None:
@@ -22,7 +29,8 @@ def render_preflight(start: StartPlan) -> None:
         ("agent", f"{spec.agent}  (bottle {spec.bottle}, identity {spec.identity})"),
         ("host", start.host.label()),
         ("vm", _vm(start)),
-        ("runtime", _runtime(plan.runtime)),
+        ("engine", _engine(start)),
+        ("runtime", describe_runtime(plan)),
         ("command", _command(spec.command)),
         ("images", "\n".join(f"{k}: {v}" for k, v in vars(plan.images).items() if v)),
         ("egress", ", ".join(plan.allowlist) if spec.egress_enabled else "none: no route out"),
@@ -41,7 +49,17 @@ def render_preflight(start: StartPlan) -> None:
         ("workdir", f"copy of {spec.cwd}" if spec.cwd else ""),
     ]
     for label, value in rows:
-        table.add_row(label, escape(value or "-"))
+        style = RED if label == "engine" and _engine_alarming(start) else None
+        table.add_row(label, Text(value or "-", style=style or ""))
+    if start.allow_old_engine:
+        table.add_row(
+            Text("old engine", style=RED),
+            Text(
+                f"allowed ({ALLOW_OLD_ENGINE_FLAG}): on Docker older than 25.0.5 the bottle's"
+                " internal network leaks DNS to the host's resolver (CVE-2024-29018)",
+                style=RED,
+            ),
+        )
     console.err.print(table)
     for warning in plan.warnings:
         console.warn(warning)
@@ -66,10 +84,23 @@ def _git(remote: GitRemoteSpec) -> str:
     return f"{remote.url_prefix} via the git gate{reached}"
 
 
-def _runtime(runtime: str) -> str:
-    if runtime == "auto":
-        return "auto (runsc when the engine has gVisor, else runc)"
-    return runtime
+def _engine(start: StartPlan) -> str:
+    """The engine's version, or for a host (asked only once connected) what it must be."""
+    if start.bottle.engine is not None:
+        return describe_engine(start.bottle)
+    if start.host.is_local:
+        return "not answering (see `rbottle doctor`)"
+    whose = "the VM's" if start.host.is_cloud else "the host's"
+    if start.allow_old_engine:
+        return f"{whose}, asked once connected: older than 25.0.5 is used all the same"
+    return f"{whose}, asked once connected: older than 25.0.5 is refused (CVE-2024-29018)"
+
+
+def _engine_alarming(start: StartPlan) -> bool:
+    engine = start.bottle.engine
+    return (engine is not None and engine.leaks_internal_dns) or (
+        engine is None and start.allow_old_engine and not start.host.is_local
+    )
 
 
 def _command(command: Command) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from remotebottle.cli import console
 from remotebottle.cli.common import add_command, confirm_or_stop, report_outcome
-from remotebottle.cli.start import command_from
+from remotebottle.cli.start import add_allow_old_engine_option, command_from
 
 DESCRIPTION = """\
 Relaunch a bottle that has ended, pinned to its identity: same agent, same host
@@ -54,6 +54,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="restore the memory files the last session wrote without asking",
     )
+    add_allow_old_engine_option(parser)
     parser.set_defaults(func=run_command, accepts_exec=True)
 
 
@@ -73,6 +74,7 @@ def run_command(args: argparse.Namespace) -> int:
         cwd=Path(meta.cwd) if meta.copy_cwd and meta.cwd else None,
         identity=args.identity,
         registry=args.registry,
+        allow_old_engine=args.allow_old_engine,
     )
     preview = plan_start(loaded, request, resolve_secrets=False)
     render_preflight(preview)

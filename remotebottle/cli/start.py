@@ -77,8 +77,18 @@ def register(sub: Any) -> None:
         help="plan format for --dry-run (json only with --dry-run)",
     )
     parser.add_argument("-y", "--yes", action="store_true", help="skip the y/N preflight question")
+    add_allow_old_engine_option(parser)
     add_manifest_option(parser)
     parser.set_defaults(func=run_command, accepts_exec=True)
+
+
+def add_allow_old_engine_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-old-engine",
+        action="store_true",
+        help="start on a host whose Docker is older than 25.0.5 all the same: its internal"
+        " networks leak DNS (CVE-2024-29018); refused without this flag",
+    )
 
 
 def command_from(args: argparse.Namespace) -> Command:
@@ -115,6 +125,7 @@ def run_command(args: argparse.Namespace) -> int:
         command=command_from(args),
         cwd=args.cwd.resolve() if args.cwd else None,
         registry=args.registry,
+        allow_old_engine=args.allow_old_engine,
     )
     manifest = load_manifest(args)
     preview = plan_start(manifest, request, resolve_secrets=False)

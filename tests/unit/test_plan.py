@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from remotebottle import manifest, pins
 from remotebottle.backend.defaults import CLAUDE_CODE_HOSTS, effective_allowlist
-from remotebottle.backend.docker.engine import EngineFacts, version_tuple
+from remotebottle.backend.docker.engine import EngineFacts, GvisorCheck, version_tuple
 from remotebottle.backend.docker.images import agent_image, git_gate_image
-from remotebottle.backend.docker.planner import plan
-from remotebottle.backend.spec import Command
+from remotebottle.backend.docker.planner import (
+    EngineTooOld,
+    check_engine_allowed,
+    checked,
+    describe,
+    describe_engine,
+    describe_runtime,
+    plan,
+)
+from remotebottle.backend.spec import BottleSpec, Command
 from remotebottle.errors import ManifestError
 from remotebottle.resolve import build_spec
 from tests.conftest import FULL_MANIFEST, SECRET
@@ -349,3 +358,116 @@ def test_an_anthropic_key_held_by_the_agent_behind_egress_is_warned_about() -> N
     assert warned(spec("from $ANTHROPIC_API_KEY", egress=True))
     assert not warned(spec("literal", egress=True))
     assert not warned(spec("from $ANTHROPIC_API_KEY", egress=False))
+
+
+HOST_GVISOR = EngineFacts(
+    version="26.1.5+dfsg1",
+    runtimes=frozenset({"runc", "runsc", "io.containerd.runc.v2"}),
+    runtime_args={"runsc": ("--network=host",)},
+    engine_id="ENGINE-1",
+)
+NETNS_REASON = (
+    'starting container: setting up network: creating interfaces from net namespace "/proc/7/'
+    'ns/net": cannot run with network enabled in root network namespace'
+)
+
+
+def _exec_spec(loaded: manifest.Manifest, host: str = "local") -> BottleSpec:
+    return build_spec(
+        loaded, "plain", command=Command(mode="exec", argv=("true",)), environ={}, host=host
+    )
+
+
+def test_gvisor_that_ran_a_container_is_the_runtime_with_its_arguments(
+    loaded: manifest.Manifest,
+) -> None:
+    result = plan(_exec_spec(loaded), HOST_GVISOR, GvisorCheck(works=True))
+    assert (result.runtime, result.runtime_args, result.warnings) == (
+        "runsc",
+        ("--network=host",),
+        (),
+    )
+    data = result.to_dict()
+    assert data["runtime_args"] == ["--network=host"]
+    assert data["engine"] == {
+        "version": "26.1.5+dfsg1",
+        "cve_2024_29018": "fixed",
+        "runtimes": {"runc": [], "runsc": ["--network=host"]},
+        "gvisor": "works",
+        "gvisor_reason": None,
+    }
+    assert describe(result) == (
+        "engine: Docker 26.1.5+dfsg1 (CVE-2024-29018 fixed); runtime: runsc --network=host"
+        " (gVisor) for the agent and its sidecars"
+    )
+
+
+def test_gvisor_not_checked_yet_is_planned_and_said_to_be_checked(
+    loaded: manifest.Manifest,
+) -> None:
+    result = plan(_exec_spec(loaded), HOST_GVISOR)
+    assert result.runtime == "runsc" and result.engine is not None
+    assert result.engine.gvisor == "unchecked"
+    assert describe_runtime(result).endswith(", once a container runs under it (else runc)")
+
+
+def test_a_registered_gvisor_that_cannot_run_falls_back_to_runc_saying_why(
+    loaded: manifest.Manifest,
+) -> None:
+    facts = replace(HOST_GVISOR, runtime_args={})
+    result = plan(_exec_spec(loaded), facts, GvisorCheck(works=False, reason=NETNS_REASON))
+    assert result.runtime == "runc" and result.runtime_args == ()
+    assert result.engine is not None and result.engine.gvisor == "fails"
+    (warning,) = result.warnings
+    assert warning.startswith(
+        "gVisor (runsc) is registered on the engine but a container did not run under it:"
+        " starting container: setting up network"
+    )
+    assert "google/gvisor#10704" in warning and "--network=host" in warning
+    assert "runc (gVisor is registered but a container did not run under it)" in describe(result)
+
+
+def test_an_unchecked_plan_is_settled_by_the_check_at_launch(loaded: manifest.Manifest) -> None:
+    unchecked = plan(_exec_spec(loaded), HOST_GVISOR)
+    ran = checked(unchecked, HOST_GVISOR, GvisorCheck(works=True))
+    assert ran.runtime == "runsc" and ran.engine is not None and ran.engine.gvisor == "works"
+    failed = checked(unchecked, HOST_GVISOR, GvisorCheck(works=False, reason="platform refused"))
+    assert failed.runtime == "runc" and failed.engine is not None
+    assert (failed.engine.gvisor, failed.engine.gvisor_reason) == ("fails", "platform refused")
+    assert failed.warnings[-1].startswith(
+        "gVisor (runsc --network=host) is registered on the engine but a container did not run"
+        " under it: platform refused: the bottle runs on runc"
+    )
+    assert "10704" not in failed.warnings[-1]
+    assert checked(failed, HOST_GVISOR, GvisorCheck(works=True)) is failed
+
+
+OLD = EngineFacts(version="20.10.24+dfsg1", runtimes=frozenset({"runc"}))
+
+
+def test_a_hosts_old_engine_is_refused_unless_allowed(loaded: manifest.Manifest) -> None:
+    remote = _exec_spec(loaded, host="vm1")
+    with pytest.raises(EngineTooOld) as refused:
+        check_engine_allowed(remote, OLD, allowed=False)
+    assert "Docker 20.10.24+dfsg1 on vm1 is older than 25.0.5" in refused.value.message
+    assert "CVE-2024-29018" in refused.value.message
+    assert "--allow-old-engine" in refused.value.hint
+    check_engine_allowed(remote, OLD, allowed=True)
+    allowed = plan(remote, OLD, old_engine_allowed=True)
+    assert any("started anyway, as --allow-old-engine asks" in w for w in allowed.warnings)
+    check_engine_allowed(remote, HOST_GVISOR, allowed=False)
+
+
+def test_this_machines_old_engine_is_warned_about_not_refused(
+    loaded: manifest.Manifest,
+) -> None:
+    local = _exec_spec(loaded)
+    check_engine_allowed(local, OLD, allowed=False)
+    result = plan(local, OLD)
+    assert result.engine is not None and result.engine.leaks_internal_dns
+    assert result.to_dict()["engine"]["cve_2024_29018"] == "affected"
+    assert any(w.endswith("(CVE-2024-29018): upgrade the engine") for w in result.warnings)
+    assert describe_engine(result) == (
+        "Docker 20.10.24+dfsg1: older than 25.0.5, leaks DNS from internal networks"
+        " (CVE-2024-29018)"
+    )

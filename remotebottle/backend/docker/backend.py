@@ -31,12 +31,26 @@ from remotebottle.backend.base import (
 )
 from remotebottle.backend.docker import credproxy, egress, gitgate, provision, supervisor
 from remotebottle.backend.docker import labels as L
-from remotebottle.backend.docker.engine import engine_facts
+from remotebottle.backend.docker.engine import (
+    GVISOR_CHECK_ROLE,
+    EngineFacts,
+    GvisorCheck,
+    check_gvisor,
+    engine_facts,
+    gvisor_check_image,
+    known_gvisor_check,
+)
 from remotebottle.backend.docker.images import (
     build_agent_image,
     build_derived_image,
     ensure_pulled,
     extra_ca_certs,
+)
+from remotebottle.backend.docker.planner import (
+    check_engine_allowed,
+    checked,
+    describe,
+    gvisor_fallback_warning,
 )
 from remotebottle.backend.docker.planner import plan as make_plan
 from remotebottle.backend.docker.sidecar import HARDENING, SidecarSite
@@ -144,8 +158,33 @@ class DockerBottleBackend(BottleBackend):
 
     # -- planning ---------------------------------------------------------
 
-    def prepare(self, spec: BottleSpec) -> BottlePlan:
-        return make_plan(spec, engine_facts(self.client))
+    def prepare(self, spec: BottleSpec, *, allow_old_engine: bool = False) -> BottlePlan:
+        """Plan `spec` on this engine: its version, and whether gVisor runs a container
+        here (checked now when the engine has an image to check with, else at launch).
+
+        Raises:
+            EngineTooOld: a host's engine (not this machine's) is older than 25.0.5 and
+                `allow_old_engine` is not set.
+            EngineError: the engine did not answer.
+        """
+        facts = engine_facts(self.client)
+        check_engine_allowed(spec, facts, allowed=allow_old_engine)
+        gvisor = known_gvisor_check(facts) if facts.has_gvisor else None
+        if facts.has_gvisor and gvisor is None:
+            image = gvisor_check_image(self.client)
+            if image is not None:
+                gvisor = self._check_gvisor(spec, facts, image)
+        result = make_plan(spec, facts, gvisor, old_engine_allowed=allow_old_engine)
+        self._progress(describe(result))
+        if gvisor is not None and not gvisor.works:
+            # Not in any preflight: planning before connecting runs nothing on the engine.
+            self._progress(f"warning: {gvisor_fallback_warning(facts, gvisor)}")
+        return result
+
+    def _check_gvisor(self, spec: BottleSpec, facts: EngineFacts, image: str) -> GvisorCheck:
+        self._progress("checking that a container runs under gVisor (runsc) here")
+        labels = L.labels(spec.identity, spec.agent, GVISOR_CHECK_ROLE, spec.host)
+        return check_gvisor(self.client, facts, image, labels)
 
     # -- launching --------------------------------------------------------
 
@@ -174,6 +213,14 @@ class DockerBottleBackend(BottleBackend):
             agent_image = build_derived_image(client, base_image, opts.image_lines, self._progress)
         if plan.images.egress:
             ensure_pulled(client, plan.images.egress, self._progress)
+        if plan.engine is not None and plan.engine.gvisor == "unchecked":
+            # Planning found no image to check gVisor with: the agent image is here now.
+            facts = engine_facts(client)
+            plan = checked(plan, facts, self._check_gvisor(spec, facts, base_image))
+            if plan.runtime != "runsc":
+                self._progress(f"warning: {plan.warnings[-1]}")
+        # The agent and the sidecars that serve it share the plan's runtime; the vault
+        # holder stays on runc (planner.py says why).
         runtime: dict[str, Any] = {"runtime": "runsc"} if plan.runtime == "runsc" else {}
 
         self._progress("creating the bottle's network")

@@ -1,0 +1,1 @@
+../provisioning/install-docker.sh
