@@ -3,7 +3,7 @@ can move to another image.
 
 A bottle on a VM records, in its metadata, the image ID behind each reference it runs:
 this machine's ID for an image shipped from here, the ID found on the VM at first use for
-one pulled or built there (`remote_images.place_images`). Later, a reference that names
+one pulled or built there (`ops.images.place_images`). Later, a reference that names
 another image on the VM is refused (`check_tag`), and the bottle's containers must run
 recorded images only (`check_containers`).
 """

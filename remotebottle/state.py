@@ -98,6 +98,11 @@ def write_metadata(meta: Metadata) -> Path:
     return path
 
 
+def has_state(identity: str) -> bool:
+    """Whether this machine holds a session record for `identity`."""
+    return (state_dir(identity) / "metadata.json").is_file()
+
+
 def read_metadata(identity: str) -> Metadata:
     """Raises BottleError when no state exists for `identity`."""
     path = state_dir(identity) / "metadata.json"

@@ -30,6 +30,6 @@ def register(sub: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from remotebottle import run
+    from remotebottle.ops.session import attach
 
-    return report_outcome(run.attach(args.identity, progress=console.info, registry=args.registry))
+    return report_outcome(attach(args.identity, progress=console.info, registry=args.registry))

@@ -52,14 +52,14 @@ def register(sub: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from remotebottle import run
     from remotebottle.hosts.resolve import resolve_host
+    from remotebottle.ops.cleanup import cleanup_on
 
     manifest = load_manifest(args)
     if args.orphans:
         return sweep_orphans(manifest, args.yes, args.registry)
     host = resolve_host(args.host, manifest, args.registry)
-    with run.cleanup_on(host, progress=console.info) as found:
+    with cleanup_on(host, progress=console.info) as found:
         plan = found.plan
         if plan.empty:
             console.info(f"nothing to clean up on {host.name}")
@@ -74,8 +74,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 def sweep_orphans(manifest: Manifest, yes: bool, registry: Registry) -> int:
     """Every cloud host of the manifest: list what its provider holds of ours; sweep orphans."""
-    from remotebottle import orphans
     from remotebottle.hosts.resolve import resolve_host
+    from remotebottle.ops import orphans
 
     hosts = [resolve_host(name, manifest, registry) for name in manifest.hosts]
     hosts = [host for host in hosts if host.is_cloud]

@@ -11,7 +11,7 @@ from remotebottle.errors import NotAvailableYet
 
 if TYPE_CHECKING:
     from remotebottle.manifest import Manifest
-    from remotebottle.run import Outcome
+    from remotebottle.ops.session import Outcome
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -59,10 +59,10 @@ def run_command(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from remotebottle import run
     from remotebottle.hosts.resolve import resolve_host
+    from remotebottle.ops.listing import list_bottles
 
-    bottles = run.list_bottles(
+    bottles = list_bottles(
         resolve_host(args.host, load_manifest(args), args.registry), progress=console.info
     )
     if args.format == "json":

@@ -14,7 +14,7 @@ from remotebottle.backend.docker.planner import (
 )
 from remotebottle.backend.spec import Command, GitRemoteSpec
 from remotebottle.cli import console
-from remotebottle.launch import StartPlan
+from remotebottle.ops.plan import StartPlan
 
 RED = "red bold"
 

@@ -59,14 +59,15 @@ def register(sub: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from remotebottle import memory, run, state
+    from remotebottle import memory, state
     from remotebottle.cli.preflight import render_preflight
     from remotebottle.cli.review import render_review
     from remotebottle.cli.transfer import render_ship_progress
-    from remotebottle.launch import StartRequest, plan_start
+    from remotebottle.ops import session
+    from remotebottle.ops.plan import StartRequest, plan_start
 
     meta = state.read_metadata(args.identity)
-    loaded = run.manifest_of(meta)
+    loaded = session.manifest_of(meta)
     request = StartRequest(
         agent=meta.agent,
         host=meta.host,
@@ -93,7 +94,7 @@ def run_command(args: argparse.Namespace) -> int:
         confirm_or_stop("Resume this bottle?", args.yes)
         if snapshot is not None and decision.restore_memory:
             snapshot.approve()
-        outcome = run.start(
+        outcome = session.start(
             loaded,
             request,
             preview,

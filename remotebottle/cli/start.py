@@ -107,10 +107,10 @@ def command_from(args: argparse.Namespace) -> Command:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from remotebottle import run
     from remotebottle.cli.preflight import render_preflight
     from remotebottle.cli.transfer import render_ship_progress
-    from remotebottle.launch import StartRequest, plan_start
+    from remotebottle.ops import session
+    from remotebottle.ops.plan import StartRequest, plan_start
 
     if args.format == "json" and not args.dry_run:
         raise UsageError(
@@ -136,7 +136,7 @@ def run_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     confirm_or_stop("Start this bottle?", args.yes)
-    outcome = run.start(
+    outcome = session.start(
         manifest,
         request,
         preview,

@@ -29,7 +29,7 @@ from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.backend import BottleNetworks, DockerBottleBackend, LaunchOptions
 from remotebottle.backend.docker.images import build_agent_image
 from remotebottle.backend.spec import BottlePlan
-from remotebottle.session import stream_output
+from remotebottle.ops.stream import stream_output
 from tests.e2e.tls import server_tls
 from tests.integration.conftest import docker_client, require, require_pipelock
 

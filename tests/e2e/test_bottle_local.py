@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.docker.engine import engine_facts
 from remotebottle.backend.spec import BottleSpec, Command, Secretish
-from remotebottle.session import stream_output
+from remotebottle.ops.stream import stream_output
 from tests.e2e.conftest import FAKE_API_URL, FakeApi
 
 pytestmark = pytest.mark.e2e

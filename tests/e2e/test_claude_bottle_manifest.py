@@ -36,7 +36,7 @@ from remotebottle import manifest
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.spec import BottleSpec, Command
 from remotebottle.hosts.engine import Engine, open_engine
-from remotebottle.remote_images import place_images
+from remotebottle.ops.images import place_images
 from remotebottle.resolve import build_spec
 from tests.e2e.conftest import FAKE_API_URL, FakeApi, run_to_end
 from tests.e2e.gitupstream import (

@@ -21,12 +21,13 @@ import docker
 import docker.errors
 import pytest
 
-from remotebottle import run, state
+from remotebottle import state
 from remotebottle.backend.docker import labels as L
 from remotebottle.cli import main
 from remotebottle.hosts import session_vm
 from remotebottle.hosts.resolve import resolve_host
 from remotebottle.manifest import load
+from remotebottle.ops.listing import list_bottles
 from remotebottle.supervise.source import open_sources
 from tests.e2e.conftest import owned
 from tests.e2e.vmparts import grep_vm_disk
@@ -77,7 +78,7 @@ class Watcher(threading.Thread):
         self.seen["local engine untouched"] = set(owned(self.local)) == self.local_before
         self.seen["secret on the vm's disk"] = grep_vm_disk(vm, self.secret)
         self.seen["the dashboard's view"] = self._dashboard_view()
-        listed = run.list_bottles(
+        listed = list_bottles(
             resolve_host("cloudy", load([self.manifest]), self.cloud.registry), progress=print
         )
         self.seen["rbottle list --host cloudy"] = [(b.identity, b.status) for b in listed]

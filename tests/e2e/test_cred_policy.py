@@ -27,7 +27,7 @@ from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptio
 from remotebottle.backend.docker.provision import AGENT_UID
 from remotebottle.backend.spec import ANTHROPIC_ROLE, BottleSpec, Command, RouteSpec, Secretish
 from remotebottle.demo import fake_aws_key
-from remotebottle.session import stream_output
+from remotebottle.ops.stream import stream_output
 from tests.e2e.conftest import FAKE_API_ALIAS, FAKE_API_URL, FakeApi
 
 pytestmark = pytest.mark.e2e

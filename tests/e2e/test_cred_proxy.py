@@ -23,8 +23,8 @@ from remotebottle.backend.docker.provision import AGENT_UID
 from remotebottle.backend.spec import ANTHROPIC_ROLE, BottleSpec, Command, RouteSpec, Secretish
 from remotebottle.errors import BottleError
 from remotebottle.hosts.engine import open_engine
-from remotebottle.remote_images import place_images
-from remotebottle.session import stream_output
+from remotebottle.ops.images import place_images
+from remotebottle.ops.stream import stream_output
 from tests.e2e.conftest import FAKE_API_URL, FakeApi, finish, rbottle
 from tests.e2e.vmparts import grep_vm_disk, target, vm
 from tests.integration.fakevm import FakeVm, fakevm

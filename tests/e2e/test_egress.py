@@ -19,7 +19,7 @@ from pydantic import SecretStr
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.spec import BottleSpec, Command, Secretish
 from remotebottle.demo import fake_aws_key, probes
-from remotebottle.session import stream_output
+from remotebottle.ops.stream import stream_output
 from tests.e2e.conftest import FAKE_API_URL, FakeApi, finish, rbottle, run_to_end
 
 pytestmark = pytest.mark.e2e

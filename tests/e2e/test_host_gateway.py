@@ -19,7 +19,7 @@ import pytest
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.spec import BottleSpec, Command
 from remotebottle.hosts.engine import open_engine
-from remotebottle.remote_images import place_images
+from remotebottle.ops.images import place_images
 from tests.e2e.vmparts import target, vm
 from tests.integration.fakevm import FakeVm, fakevm
 

@@ -20,12 +20,12 @@ import pytest
 from pydantic import SecretStr
 
 from remotebottle import hostnames
-from remotebottle import run as rb_run
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.spec import BottleSpec, Command, RouteSpec, Secretish
 from remotebottle.errors import BottleError
 from remotebottle.hosts.engine import open_engine
-from remotebottle.remote_images import place_images
+from remotebottle.ops.images import place_images
+from remotebottle.ops.session import saved_transcript
 from remotebottle.supervise import audit, capability
 from remotebottle.supervise.model import Decision
 from remotebottle.supervise.source import EngineSources
@@ -175,7 +175,7 @@ def test_an_approved_capability_rebuilds_the_bottle_which_resumes_with_its_trans
     backend = DockerBottleBackend(docker_client)
     plan = backend.prepare(bottle_spec(agent.identity))
     options = LaunchOptions(
-        tty=False, image_lines=lines, transcript=rb_run.saved_transcript(agent.identity)
+        tty=False, image_lines=lines, transcript=saved_transcript(agent.identity)
     )
     with backend.launch(plan, options) as resumed:
         backend.release(resumed)

@@ -25,7 +25,7 @@ from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptio
 from remotebottle.backend.docker.provision import AGENT_UID
 from remotebottle.backend.spec import BottleSpec, Command, RouteSpec, Secretish
 from remotebottle.hosts.engine import open_engine
-from remotebottle.remote_images import place_images
+from remotebottle.ops.images import place_images
 from remotebottle.supervise import capability, queue
 from remotebottle.supervise.model import Decision, Proposal
 from tests.e2e.vmparts import target, vm

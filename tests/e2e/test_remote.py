@@ -24,7 +24,7 @@ from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.spec import BottleSpec, Command, Secretish
 from remotebottle.hosts.engine import open_engine
-from remotebottle.remote_images import place_images
+from remotebottle.ops.images import place_images
 from tests.e2e.conftest import FAKE_API_URL, FakeApi, finish, owned, rbottle, run_to_end
 from tests.e2e.vmparts import grep_vm_disk, target, vm, vm_owned
 from tests.integration.fakevm import (

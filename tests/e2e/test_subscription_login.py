@@ -26,8 +26,8 @@ from remotebottle.backend.docker import credproxy
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.spec import BottleSpec, Command
+from remotebottle.ops.stream import stream_output
 from remotebottle.resolve import build_spec
-from remotebottle.session import stream_output
 from tests.e2e.conftest import FAKE_API_URL, FakeApi
 from tests.integration.fakevm import TEST_LABEL
 

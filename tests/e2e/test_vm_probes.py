@@ -45,7 +45,7 @@ from remotebottle.backend.docker.credproxy import PORT as CRED_PORT
 from remotebottle.backend.docker.engine import version_tuple
 from remotebottle.backend.spec import BottlePlan, BottleSpec, Command, RouteSpec
 from remotebottle.hosts.engine import Engine, open_engine
-from remotebottle.remote_images import place_images
+from remotebottle.ops.images import place_images
 from tests.e2e.conftest import finish, rbottle
 from tests.e2e.vmparts import target, vm_owned
 from tests.integration.fakevm import TEST_LABEL, FakeVm, fakevm, start_fakevm

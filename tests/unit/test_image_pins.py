@@ -11,7 +11,7 @@ from typing import Any, cast
 import docker.errors
 import pytest
 
-from remotebottle import remote_images, state
+from remotebottle import state
 from remotebottle.backend.docker.images import derived_image
 from remotebottle.backend.docker.labels import IDENTITY
 from remotebottle.backend.spec import BottlePlan, BottleSpec, Command, ImageRefs
@@ -20,7 +20,8 @@ from remotebottle.hosts.engine import Engine
 from remotebottle.hosts.resolve import HostTarget
 from remotebottle.image_pins import check_containers, check_tag, short
 from remotebottle.manifest import LocalHost, SshHost
-from remotebottle.remote_images import Placed, place_images
+from remotebottle.ops import images as remote_images
+from remotebottle.ops.images import Placed, place_images
 
 pytestmark = pytest.mark.unit
 

@@ -34,7 +34,8 @@ class Rule:
 
 RULES = [
     Rule(
-        "remotebottle.backend", ("remotebottle.hosts", "remotebottle.transport", "remotebottle.cli")
+        "remotebottle.backend",
+        ("remotebottle.hosts", "remotebottle.transport", "remotebottle.cli", "remotebottle.ops"),
     ),
     Rule(
         "remotebottle.transport",
@@ -43,9 +44,11 @@ RULES = [
             "remotebottle.cli",
             "remotebottle.backend",
             "remotebottle.hosts",
+            "remotebottle.ops",
         ),
     ),
-    Rule("remotebottle.hosts", ("remotebottle.cli",)),
+    Rule("remotebottle.hosts", ("remotebottle.cli", "remotebottle.ops")),
+    Rule("remotebottle.manifest", ("remotebottle.ops",)),
     Rule("remotebottle", ("remotebottle.cli",)),  # everything but `cli` itself
 ]
 

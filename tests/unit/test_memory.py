@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from remotebottle import memory, run, safetar, state
+from remotebottle import memory, safetar, state
 from remotebottle.backend.docker.backend import DockerBottleBackend
 from remotebottle.cli import main
 from remotebottle.cli.review import SHOW_TOTAL_LINES, render_review
 from remotebottle.errors import TranscriptError
-from remotebottle.run import Outcome
+from remotebottle.ops import session
+from remotebottle.ops.session import Outcome
 from tests.conftest import FULL_MANIFEST
 
 pytestmark = pytest.mark.unit
@@ -360,7 +361,7 @@ def test_on_a_terminal_the_operator_answers(answer: bool) -> None:
 def resumable(
     write_manifest: Callable[..., Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> dict[str, Any]:
-    """A saved, ended bottle; `run.start` records what it would have restored."""
+    """A saved, ended bottle; `session.start` records what it would have restored."""
     manifest = write_manifest(FULL_MANIFEST)
     monkeypatch.chdir(manifest.parent)
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
@@ -382,7 +383,7 @@ def resumable(
         seen["restored"] = names(transcript) if transcript else {}
         return Outcome(IDENTITY, 0)
 
-    monkeypatch.setattr(run, "start", fake_start)
+    monkeypatch.setattr(session, "start", fake_start)
     return seen
 
 

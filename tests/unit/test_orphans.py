@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from remotebottle.hosts.provider import OwnedResource
-from remotebottle.orphans import SessionState, orphans
+from remotebottle.ops.orphans import SessionState, orphans
 
 pytestmark = pytest.mark.unit
 

@@ -19,7 +19,7 @@ from remotebottle.backend.spec import Command
 from remotebottle.cli import console, main
 from remotebottle.cli.preflight import render_preflight
 from remotebottle.hosts.resolve import resolve_host
-from remotebottle.launch import StartPlan
+from remotebottle.ops.plan import StartPlan
 from remotebottle.resolve import build_spec
 from tests.conftest import FULL_MANIFEST, SECRET
 

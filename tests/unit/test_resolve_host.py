@@ -10,7 +10,7 @@ from typing import cast
 
 import pytest
 
-from remotebottle import manifest, run, state
+from remotebottle import manifest, state
 from remotebottle.errors import HostError
 from remotebottle.hosts.engine import ssh_entry
 from remotebottle.hosts.provider import Provider
@@ -23,6 +23,7 @@ from remotebottle.hosts.resolve import (
     ssh_endpoint,
 )
 from remotebottle.manifest import Ec2Host
+from remotebottle.ops import session
 from remotebottle.transport.endpoint import SshEndpoint
 from tests.conftest import FULL_MANIFEST
 
@@ -78,10 +79,10 @@ def test_a_bottle_finds_its_host_in_the_manifest_it_was_started_from(
     elsewhere = write_manifest({"hosts": {"vm2": {"provider": "ssh", "address": "h"}}}, tmp_path)
     started = {"identity": "plain-ab12c", "agent": "plain", "host": "vm1", "started_at": "now"}
     from_project = state.Metadata(**started, cwd=str(project))
-    assert "vm1" in run.manifest_of(from_project).hosts
+    assert "vm1" in session.manifest_of(from_project).hosts
     explicit = state.Metadata(**started, cwd=str(project), manifest=str(elsewhere))
-    assert set(run.manifest_of(explicit).hosts) == {"vm2"}
-    assert run.manifest_of(state.Metadata(**started)).hosts == {}
+    assert set(session.manifest_of(explicit).hosts) == {"vm2"}
+    assert session.manifest_of(state.Metadata(**started)).hosts == {}
 
 
 def test_an_ssh_entry_becomes_an_endpoint_with_every_field_transport_uses() -> None:
@@ -151,12 +152,12 @@ def test_a_session_reopens_the_host_it_recorded_not_todays_manifest_entry(
         phase="detached",
     )
     state.write_metadata(meta)
-    host = run.host_of("w-abcde")
+    host = session.host_of("w-abcde")
     assert (host.name, host.kind, ssh_entry(host).address) == ("vm1", "ssh", "old.lan")
     assert ssh_entry(host).port == 2222
     # Older state has no record: the name is looked up in the manifest it was started from.
     state.write_metadata(dataclasses.replace(meta, host_entry=None))
-    assert ssh_entry(run.host_of("w-abcde")).address == "new.lan"
+    assert ssh_entry(session.host_of("w-abcde")).address == "new.lan"
 
 
 def test_an_unreadable_recorded_host_is_a_clean_error() -> None:

@@ -1,37 +1,35 @@
-"""Running bottles: start, attach, resume; and list, cleanup.
+"""A session: start (and resume) a bottle, stream it, end it; attach to one left running.
 
-This is the use-case layer: it joins the manifest, the engine (local, or a VM's
-through the SSH tunnel), the backend, the session and the state directory. The
-backend itself stays unaware of hosts.
+It joins the plan (`ops.plan`), the engine (local, or a VM's through the SSH tunnel),
+the images (`ops.images`), the backend, the terminal (`ops.stream`) and the session
+record in the state directory. The backend itself stays unaware of hosts.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import docker
 
 from remotebottle import state
-from remotebottle.backend.base import Bottle, BottleInfo, CleanupPlan
+from remotebottle.backend.base import Bottle
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.docker.labels import IDENTITY, ROLE, ROLE_AGENT
 from remotebottle.backend.docker.refusals import refusals
 from remotebottle.backend.spec import BottlePlan
 from remotebottle.errors import BottleError
-from remotebottle.hosts import session_vm
-from remotebottle.hosts.engine import Consent, join_session_vm, open_engine
+from remotebottle.hosts.engine import Consent, open_engine
 from remotebottle.hosts.registry import DEFAULT, Registry
 from remotebottle.hosts.resolve import HostTarget, recorded_host, resolve_host
 from remotebottle.image_pins import check_containers
-from remotebottle.launch import StartPlan, StartRequest
 from remotebottle.manifest import Manifest, default_paths, load
-from remotebottle.remote_images import place_images
+from remotebottle.ops.images import place_images
+from remotebottle.ops.plan import StartPlan, StartRequest
+from remotebottle.ops.stream import SessionEnd, attach_tty, stream_output
 from remotebottle.resolve import build_spec
-from remotebottle.session import SessionEnd, attach_tty, stream_output
 from remotebottle.supervise import audit, capability
 from remotebottle.transport.ship import ShipProgress
 from remotebottle.values import Prompter, ask_no_echo
@@ -147,7 +145,7 @@ def start(
 
 def _recorded_images(identity: str) -> dict[str, str]:
     """The image IDs an earlier session of `identity` ran (resume), if any."""
-    if not _has_state(identity):
+    if not state.has_state(identity):
         return {}
     return state.read_metadata(identity).images or {}
 
@@ -218,7 +216,7 @@ def attach(
             _set_phase(identity, "detached")
         else:
             try:
-                if _has_state(identity):
+                if state.has_state(identity):
                     _save(backend, str(container.id), state.read_metadata(identity))
             finally:
                 backend.teardown(identity)
@@ -230,7 +228,7 @@ def host_of(
 ) -> HostTarget:
     """Where a bottle was started: the host its session recorded (older state: its host's
     name in today's manifest); the local engine, said so, when there is no state."""
-    if not _has_state(identity):
+    if not state.has_state(identity):
         if progress:
             progress(f"no saved state for {identity} on this machine: looking on the local engine")
         return resolve_host(None, Manifest(), registry)
@@ -248,78 +246,11 @@ def manifest_of(meta: state.Metadata) -> Manifest:
 
 
 def _set_phase(identity: str, phase: str) -> None:
-    if _has_state(identity):
+    if state.has_state(identity):
         state.write_metadata(replace(state.read_metadata(identity), phase=phase))
-
-
-def _has_state(identity: str) -> bool:
-    return (state.state_dir(identity) / "metadata.json").is_file()
 
 
 def saved_transcript(identity: str) -> Path | None:
     """The whole snapshot the last session left; `memory.staged` splits it for a resume."""
     path = state.snapshot_file(identity)
     return path if path.is_file() else None
-
-
-@dataclass(frozen=True)
-class Listed:
-    identity: str
-    agent: str
-    host: str
-    status: str
-    started_at: str | None
-
-
-def list_bottles(host: HostTarget, *, progress: Progress) -> list[Listed]:
-    """Bottles on `host`'s engine, plus the ones this machine's state knows of.
-
-    A bottle whose state says it runs on another host, and has not ended, is listed
-    as `elsewhere`: only that host's engine can say more (`rbottle list --host`). A
-    cloud host's engines are the VMs of its live sessions, reached through the tunnels
-    those sessions published.
-    """
-    found: dict[str, Listed] = {}
-    with contextlib.ExitStack() as stack:
-        if host.is_cloud:  # its VMs are the ones this machine's live sessions made
-            engines = [
-                stack.enter_context(join_session_vm(host, identity))
-                for identity in state.live_sessions().get(host.name, [])
-                if session_vm.published(identity) is not None
-            ]
-        else:
-            engines = [stack.enter_context(open_engine(host, progress=progress, consent=_refuse))]
-        for engine in engines:
-            for info in DockerBottleBackend(engine.client).list_active():
-                found[info.identity] = _listed(info)
-    for identity in state.known_identities():
-        if identity in found:
-            continue
-        try:
-            meta = state.read_metadata(identity)
-        except BottleError:
-            continue
-        status = "saved" if meta.ended_at or meta.host == host.name else "elsewhere"
-        found[identity] = Listed(identity, meta.agent, meta.host, status, meta.started_at)
-    return sorted(found.values(), key=lambda b: b.started_at or "", reverse=True)
-
-
-def _listed(info: BottleInfo) -> Listed:
-    started = None
-    if _has_state(info.identity):
-        started = state.read_metadata(info.identity).started_at
-    return Listed(info.identity, info.agent, info.host, info.status, started or info.created)
-
-
-@contextlib.contextmanager
-def cleanup_on(host: HostTarget, *, progress: Progress) -> Iterator[CleanupSession]:
-    """What `rbottle cleanup` would remove on `host`, with the engine open to remove it."""
-    with open_engine(host, progress=progress, consent=_refuse) as engine:
-        backend = DockerBottleBackend(engine.client, progress)
-        yield CleanupSession(backend, backend.prepare_cleanup())
-
-
-@dataclass(frozen=True)
-class CleanupSession:
-    backend: DockerBottleBackend
-    plan: CleanupPlan
