@@ -28,6 +28,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.bottle_start import machine as cpu_and_cores  # noqa: E402
 
 PY = sys.executable
 PATHS = {
@@ -74,19 +77,8 @@ def import_profile() -> tuple[float, set[str]]:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (
-        f"{platform.system()} {platform.release()}, {os.cpu_count()} cores, {cpu};"
-        f" Python {platform.python_version()}; load average {load}"
-    )
+    return f"{cpu_and_cores()}; Python {platform.python_version()}; load average {load}"
 
 
 def main() -> int:
