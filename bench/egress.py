@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.tunnel import machine  # noqa: E402
 from remotebottle import pins  # noqa: E402
+from remotebottle.backend.docker import lab  # noqa: E402
 from remotebottle.backend.docker.backend import (  # noqa: E402
     DockerBottleBackend,
     LaunchOptions,
@@ -162,11 +163,11 @@ def main() -> int:
     try:
         options = LaunchOptions(
             tty=False,
-            trusted_hosts=(FAKE_API_ALIAS,),
             before_agent_start=api.join_internal_too,
             upstream_ca_certs=(api.tls.ca_pem,),
         )
-        with backend.launch(backend.prepare(spec), options) as bottle:
+        plan = lab.trusting_private_upstreams(backend.prepare(spec), [FAKE_API_ALIAS])
+        with backend.launch(plan, options) as bottle:
             backend.release(bottle)
             argv = ["python3", "-c", PROBE, str(args.n), str(args.big), api.tls.ca_pem.decode()]
             result = client.containers.get(bottle.agent_container).exec_run(

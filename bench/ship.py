@@ -38,8 +38,8 @@ import docker.errors
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.tunnel import ALIAS, machine, ssh_setup, table
+from remotebottle.ops.ship import ShipProgress, ship_images
 from remotebottle.transport.docker_tunnel import DockerTunnel
-from remotebottle.transport.ship import ShipProgress, ship_images
 from tests.integration.fakevm import TEST_LABEL, start_fakevm
 
 

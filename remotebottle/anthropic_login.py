@@ -23,20 +23,24 @@ ROUTE_NAMES = ("anthropic", "rbottle-anthropic")
 AGENT_CREDENTIALS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN")
 
 
-def default_route(
-    environ: Mapping[str, str], taken: Collection[str], *, resolve_secrets: bool
-) -> RouteSpec | None:
-    """The route the local environment gives, or None. `taken`: route names in use."""
+def default_route(environ: Mapping[str, str], taken: Collection[str]) -> RouteSpec | None:
+    """The route the local environment gives, or None. `taken`: route names in use.
+
+    Its value is read from `environ` when the spec's values are resolved.
+    """
     found = _credential(environ)
     if found is None:
         return None
     variable, header, prefix = found
-    value = SecretStr(prefix + environ[variable].strip()) if resolve_secrets else None
+
+    def read() -> SecretStr:
+        return SecretStr(prefix + environ[variable].strip())
+
     return RouteSpec(
         name=next(n for n in ROUTE_NAMES if n not in taken),
         upstream=UPSTREAM,
         role=ANTHROPIC_ROLE,
-        inject={header: Secretish(f"from ${variable}", value)},
+        inject={header: Secretish(f"from ${variable}", resolver=read)},
         login=variable,
     )
 

@@ -19,6 +19,7 @@ import docker
 import docker.errors
 from pydantic import SecretStr
 
+from remotebottle.backend.docker import lab
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.backend import (
     BottleNetworks,
@@ -190,10 +191,10 @@ def run_demo(progress: Progress) -> list[ProbeResult]:
             _start_upstream(client, agent_image, networks)
             git.start(client, git_image, networks)
 
-        options = LaunchOptions(
-            tty=False, trusted_hosts=(UPSTREAM,), before_agent_start=start_upstreams
-        )
-        with backend.launch(backend.prepare(spec), options) as bottle:
+        # The demo's upstream sits on a Docker network, at a private address.
+        plan = lab.trusting_private_upstreams(backend.prepare(spec), [UPSTREAM])
+        options = LaunchOptions(tty=False, before_agent_start=start_upstreams)
+        with backend.launch(plan, options) as bottle:
             backend.release(bottle)
             progress("probing from inside the bottle")
             container = client.containers.get(bottle.agent_container)

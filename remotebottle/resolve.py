@@ -1,11 +1,14 @@
 """Build a `BottleSpec` from the merged manifest, an agent name and the command line.
 
-With `resolve_secrets=False` (dry runs) nothing is asked and no value is read,
-but every `${VAR}` must still exist so that a dry run predicts a real start.
+With `resolve_secrets=False` (the preflight, dry runs) nothing is asked and no value is
+read, but every `${VAR}` must still exist so that a dry run predicts a real start; each
+value keeps how to resolve it, and `BottleSpec.with_values()` does so once the user has
+confirmed that very spec.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,11 +52,11 @@ def build_spec(
     source = manifest.origin("agents", agent_name)
 
     def value(raw: str, where: str) -> Secretish:
-        described = source_of(raw).describe()
-        if resolve_secrets:
-            return Secretish(described, resolve(raw, where, env, prompter))
         check_available(raw, where, env)
-        return Secretish(described)
+        return Secretish(
+            source_of(raw).describe(),
+            resolver=functools.partial(resolve, raw, where, env, prompter),
+        )
 
     skills = tuple(Path(s) for s in agent.skills)
     for index, skill in enumerate(skills):
@@ -88,14 +91,12 @@ def build_spec(
     if not any(r.role == ANTHROPIC_ROLE for r in routes) and not any(
         name in bottle.env for name in anthropic_login.AGENT_CREDENTIALS
     ):
-        login = anthropic_login.default_route(
-            env, {r.name for r in routes}, resolve_secrets=resolve_secrets
-        )
+        login = anthropic_login.default_route(env, {r.name for r in routes})
         if login is None:
             anthropic_login.require(command, bottle_path)
         else:
             routes.append(login)
-    return BottleSpec(
+    spec = BottleSpec(
         identity=identity or mint_identity(agent_name),
         agent=agent_name,
         bottle=agent.bottle,
@@ -125,3 +126,4 @@ def build_spec(
         host=host,
         cwd=cwd,
     )
+    return spec.with_values() if resolve_secrets else spec

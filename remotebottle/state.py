@@ -12,12 +12,13 @@ import os
 import re
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from remotebottle.errors import BottleError
+from remotebottle.errors import BottleError, is_plain, quoted
 
 _ALPHABET = string.digits + string.ascii_lowercase
 IDENTITY_RE = re.compile(r"(?P<agent>[a-z0-9][a-z0-9_-]{0,39})-(?P<suffix>[0-9a-z]{5})")
@@ -38,7 +39,7 @@ def parse_identity(identity: str) -> tuple[str, str]:
     match = IDENTITY_RE.fullmatch(identity)
     if not match:
         raise BottleError(
-            f"{identity!r} is not a bottle identity"
+            f"{quoted(identity)} is not a bottle identity"
             " (expected <agent>-<5 chars>, e.g. implementer-k3x9q)",
             hint="`rbottle list` shows the identities of your bottles",
         )
@@ -114,12 +115,16 @@ def read_metadata(identity: str) -> Metadata:
             f"no saved state for {identity} (looked in {path.parent})",
             hint="`rbottle list` shows known bottles; state is written when a bottle starts",
         ) from None
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError) as exc:
         raise BottleError(f"{path}: unreadable state: {exc}") from None
-    if meta.images is not None and not _str_map(meta.images):
-        raise BottleError(f"{path}: unreadable state: `images` is not a map of image IDs")
-    if meta.host_entry is not None and not isinstance(meta.host_entry, dict):
-        raise BottleError(f"{path}: unreadable state: `host_entry` is not a host entry")
+    for name, (holds, wanted) in _FIELDS.items():
+        if not holds(getattr(meta, name)):
+            raise BottleError(
+                f"{path}: unreadable state: `{name}` is not {wanted}",
+                hint="the state was written by another rbottle version, or edited",
+            )
+    if meta.identity != identity:
+        raise BottleError(f"{path}: unreadable state: it is the record of another identity")
     return meta
 
 
@@ -127,6 +132,35 @@ def _str_map(value: object) -> bool:
     return isinstance(value, dict) and all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     )
+
+
+def _text(value: object) -> bool:
+    """A name or a time: shown as it is, in `rbottle list` and the preflight."""
+    return isinstance(value, str) and len(value) <= 255 and is_plain(value)
+
+
+def _path(value: object) -> bool:
+    return isinstance(value, str) and "\x00" not in value
+
+
+def _optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda value: value is None or check(value)
+
+
+# What each field of a session record holds (the file is JSON anyone may have edited).
+_FIELDS: dict[str, tuple[Callable[[object], bool], str]] = {
+    "identity": (_text, "one line of text"),
+    "agent": (_text, "one line of text"),
+    "host": (_text, "one line of text"),
+    "started_at": (_text, "one line of text"),
+    "cwd": (_optional(_path), "a path"),
+    "copy_cwd": (lambda value: isinstance(value, bool), "true or false"),
+    "ended_at": (_optional(_text), "one line of text"),
+    "manifest": (_optional(_path), "a path"),
+    "images": (_optional(_str_map), "a map of image IDs"),
+    "host_entry": (_optional(lambda value: isinstance(value, dict)), "a host entry"),
+    "phase": (_optional(_text), "one line of text"),
+}
 
 
 def transcript_dir(identity: str) -> Path:

@@ -7,13 +7,10 @@ engine is local or at the end of a tunnel.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass
 
 from remotebottle.backend.spec import BottlePlan, BottleSpec
-from remotebottle.errors import BottleError
 
 
 @dataclass(frozen=True)
@@ -55,13 +52,10 @@ class Bottle:
     identity: str
     agent_container: str
     plan: BottlePlan
-    extras: dict[str, Any] = field(default_factory=dict)
     keep: bool = False  # set when the user detaches: the launch context then leaves it running
 
 
 class BottleBackend(abc.ABC):
-    name: ClassVar[str]
-
     @abc.abstractmethod
     def prepare(self, spec: BottleSpec) -> BottlePlan:
         """Resolve names, validate inputs and write scratch files; create nothing."""
@@ -81,29 +75,3 @@ class BottleBackend(abc.ABC):
     @abc.abstractmethod
     def cleanup(self, plan: CleanupPlan) -> None:
         """Remove what `prepare_cleanup` found."""
-
-
-_REGISTRY: dict[str, Callable[..., BottleBackend]] = {}
-
-
-def register(name: str) -> Callable[[type[BottleBackend]], type[BottleBackend]]:
-    def decorate(cls: type[BottleBackend]) -> type[BottleBackend]:
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
-
-
-def backend(name: str, *args: Any, **kwargs: Any) -> BottleBackend:
-    """Instantiate the backend registered as `name`."""
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY)) or "none"
-        raise BottleError(f"no backend named {name!r} (known: {known})") from None
-    return factory(*args, **kwargs)
-
-
-def registered() -> Iterator[str]:
-    yield from sorted(_REGISTRY)

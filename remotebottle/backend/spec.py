@@ -6,7 +6,8 @@ value (secrets are `SecretStr` and are reported by name and source only).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,10 +20,21 @@ ANTHROPIC_ROLE = "anthropic-base-url"
 
 @dataclass(frozen=True)
 class Secretish:
-    """A manifest value: how it is sourced, and (once resolved) the value itself."""
+    """A manifest value: how it is sourced, and (once resolved) the value itself.
+
+    An unresolved value carries its `resolver` (read the environment, ask the user), so
+    the spec the user confirmed is the one that gets its values, once, at start.
+    """
 
     source: str
     value: SecretStr | None = None
+    resolver: Callable[[], SecretStr] | None = field(default=None, compare=False, repr=False)
+
+    def resolved(self) -> Secretish:
+        """This value, resolved now if it was not (a prompt is asked here)."""
+        if self.value is not None or self.resolver is None:
+            return self
+        return Secretish(self.source, self.resolver())
 
 
 @dataclass(frozen=True)
@@ -96,6 +108,14 @@ class BottleSpec:
     routes: tuple[RouteSpec, ...] = ()
     host: str = "local"
     cwd: Path | None = None
+
+    def with_values(self) -> BottleSpec:
+        """This spec with every value resolved: env first, then the routes' headers."""
+        env = {name: value.resolved() for name, value in self.env.items()}
+        routes = tuple(
+            replace(r, inject={h: v.resolved() for h, v in r.inject.items()}) for r in self.routes
+        )
+        return replace(self, env=env, routes=routes)
 
     @property
     def anthropic_route(self) -> RouteSpec | None:

@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from remotebottle import __version__
 from remotebottle.cli import (
@@ -35,7 +37,7 @@ from remotebottle.cli import (
     start,
 )
 from remotebottle.cli.common import HelpFormatter
-from remotebottle.errors import RemoteBottleError, UsageError
+from remotebottle.errors import RemoteBottleError, UsageError, printable
 from remotebottle.hosts.registry import DEFAULT, Registry
 from remotebottle.logfilter import RedactSecrets
 
@@ -59,8 +61,23 @@ first steps:
 Run `rbottle <command> --help` for each command's options."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Its usage error is one line quoting what was typed, escaped and cut short as every
+    error is. (Each command's parser is one too: argparse makes them of this class.)"""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(printable(message))
+
+
+def on_terminal(exc: RemoteBottleError) -> RemoteBottleError:
+    """`exc` as the terminal shows it: each line escaped and cut short (the values a
+    message quotes come from files and arguments anyone may have written)."""
+    message = "\n".join(printable(line) for line in exc.message.split("\n"))
+    return RemoteBottleError(message, hint=printable(exc.hint))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rbottle",
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -115,6 +132,9 @@ def main(argv: Sequence[str] | None = None, registry: Registry | None = None) ->
     args_in, exec_argv = split_exec(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(args_in)
+    # Python 3.11's argparse reads `--opt=--` as an empty list, not as the text `--`.
+    if any(isinstance(value, list) for value in vars(args).values()):
+        parser.error("`--` cannot be an option's value")
     debug = bool(getattr(args, "debug", False))
     configure_logging(debug)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
@@ -131,7 +151,10 @@ def main(argv: Sequence[str] | None = None, registry: Registry | None = None) ->
             )
         return func(args)
     except RemoteBottleError as exc:
-        console.error(exc, debug=debug)
+        if debug:
+            for line in traceback.format_exc().splitlines():
+                console.info(printable(line))
+        console.error(on_terminal(exc))
         return exc.exit_code
     except KeyboardInterrupt:
         console.info("interrupted")

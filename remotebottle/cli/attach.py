@@ -14,7 +14,13 @@ Ctrl-Q) or a dropped connection. The bottle keeps running while detached.
 
 IDENTITY is what `rbottle start` printed, e.g. implementer-k3x9q; `rbottle list`
 shows every bottle and where it runs. A bottle on a remote host is reached the
-way it was started (same host, through a fresh SSH tunnel)."""
+way it was started (same host, through a fresh SSH tunnel). A bottle on a VM made
+for its session, whose `rbottle` was killed, is reached with the VM's address,
+host key and login key recorded in the local state directory; that VM is
+destroyed when the bottle ends, as the session would have destroyed it.
+
+A bottle started without a terminal (`-p`, `-- CMD` from a script) shows all of
+its output since it started, then ends with its exit status."""
 
 
 def register(sub: Any) -> None:
@@ -30,6 +36,6 @@ def register(sub: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from remotebottle.ops.session import attach
+    from remotebottle.ops.attach import attach
 
     return report_outcome(attach(args.identity, progress=console.info, registry=args.registry))

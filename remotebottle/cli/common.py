@@ -1,13 +1,11 @@
-"""Shared pieces of the subcommands: help formatting, common options, unlanded commands."""
+"""Shared pieces of the subcommands: help formatting, common options, confirmation, outcomes."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
-
-from remotebottle.errors import NotAvailableYet
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from remotebottle.manifest import Manifest
@@ -62,7 +60,7 @@ def load_manifest(args: argparse.Namespace) -> Manifest:
     explicit: Path | None = getattr(args, "manifest", None)
     if explicit is None:
         return manifest.load()
-    if not explicit.is_file():
+    if not _is_file(explicit):
         from remotebottle.errors import ManifestError
 
         raise ManifestError(f"{explicit}: no such manifest file")
@@ -77,20 +75,40 @@ def project_manifest(args: argparse.Namespace) -> Path | None:
 
     explicit: Path | None = getattr(args, "manifest", None)
     candidate = explicit or Path.cwd() / manifest.MANIFEST_NAME
-    return candidate.resolve() if candidate.is_file() else None
+    return candidate.resolve() if _is_file(candidate) else None
 
 
-def confirm_or_stop(question: str, yes: bool) -> None:
-    """Ask y/N unless --yes; with no terminal to ask on, refuse rather than guess."""
+def _is_file(path: Path) -> bool:
+    """`path.is_file()`, false for a path the system refuses to look at (too long)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def confirm_or_stop(
+    question: str,
+    yes: bool,
+    *,
+    no_terminal: str = "no terminal to confirm on",
+    hint: str = "pass --yes to go ahead without asking",
+    refused: str = "not started: you answered no",
+) -> None:
+    """Ask y/N unless --yes; with no terminal to ask on, refuse rather than guess.
+
+    Raises:
+        UsageError: no terminal to ask on (`no_terminal`, `hint`).
+        RemoteBottleError: the answer was no (`refused`).
+    """
     from remotebottle.cli import console
     from remotebottle.errors import RemoteBottleError, UsageError
 
     if yes:
         return
     if not sys.stdin.isatty():
-        raise UsageError("no terminal to confirm on", hint="pass --yes to go ahead without asking")
+        raise UsageError(no_terminal, hint=hint)
     if not console.confirm(question):
-        raise RemoteBottleError("not started: you answered no")
+        raise RemoteBottleError(refused)
 
 
 def report_outcome(outcome: Outcome) -> int:
@@ -106,11 +124,3 @@ def report_outcome(outcome: Outcome) -> int:
         f"continue later with: rbottle resume {outcome.identity}"
     )
     return code
-
-
-def not_available(command: str, lands_with: str) -> NoReturn:
-    """Say honestly that a command has not landed yet, and exit non-zero."""
-    raise NotAvailableYet(
-        f"`rbottle {command}` is not available in this version yet: it lands with {lands_with}",
-        hint="`rbottle start <agent> --dry-run` and `rbottle doctor` work today",
-    )

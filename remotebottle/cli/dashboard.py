@@ -13,7 +13,6 @@ from remotebottle.cli.common import (
     add_format_option,
     add_manifest_option,
     load_manifest,
-    not_available,
 )
 from remotebottle.errors import UsageError
 
@@ -56,12 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             "the dashboard needs a terminal", hint="`rbottle dashboard --once` prints instead"
         )
-    try:
-        from remotebottle.supervise.source import open_sources
-    except ModuleNotFoundError as exc:
-        if exc.name != "remotebottle.supervise.source":
-            raise
-        not_available("dashboard", "issue #8, supervision (the proposal source)")
+    from remotebottle.supervise.source import open_sources
+
     with open_sources(load_manifest(args), progress=console.info, registry=args.registry) as source:
         return show(args, source)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING, Any
 
 from remotebottle.cli import console
@@ -11,13 +10,13 @@ from remotebottle.cli.common import (
     add_command,
     add_format_option,
     add_manifest_option,
+    confirm_or_stop,
     load_manifest,
 )
-from remotebottle.errors import HostError, RemoteBottleError, UsageError
+from remotebottle.errors import UsageError
 
 if TYPE_CHECKING:  # imported where used: paramiko only when a host key is looked at
     from remotebottle.hosts.resolve import HostEntry, HostTarget
-    from remotebottle.transport.ssh import SshTarget
 
 DESCRIPTION = """\
 List the hosts defined in claude-bottle.json (plus `local`, always there), and
@@ -90,30 +89,12 @@ def lifetime(entry: HostEntry) -> str:
     return "yours"
 
 
-def host_key_status(name: str, entry: HostEntry) -> str | None:
-    """For an SSH host: `known` or `unknown` (from known_hosts alone); None otherwise."""
-    if entry.provider != "ssh":
-        return None
-    from remotebottle.hosts.resolve import ssh_endpoint
-    from remotebottle.manifest import SshHost
-    from remotebottle.transport.known_hosts import load_known
-    from remotebottle.transport.ssh import resolve_target
-
-    if not isinstance(entry, SshHost):  # narrowing: provider "ssh" is always an SshHost
-        return None
-    try:
-        t = resolve_target(ssh_endpoint(entry), name=name)
-    except RemoteBottleError:
-        return "unknown"
-    known = load_known(t.known_hosts_files, t.known_hosts_name)
-    return "known" if any(not k.revoked for k in known) else "unknown"
-
-
 def run(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
     from remotebottle.hosts.resolve import resolve_host
+    from remotebottle.ops.trust import host_key_status
 
     manifest = load_manifest(args)
     if args.action == "trust":
@@ -158,69 +139,28 @@ def run(args: argparse.Namespace) -> int:
 
 
 def trust_host(host: HostTarget, *, yes: bool) -> int:
-    """Fetch `host`'s key, show it, and record it after a y/N, unless known or changed.
+    """Show `host`'s key and record it after a y/N, unless it is known already."""
+    from remotebottle.ops import trust
 
-    Raises:
-        UsageError: the host is local, or no terminal to ask on without --yes.
-        HostError: the key is revoked, or another key is recorded for the host.
-        NotAvailableYet: a cloud host (its key comes from the provider, not from you).
-        ConnectError: the host cannot be reached.
-    """
-    from remotebottle.hosts.engine import ssh_entry
-    from remotebottle.transport import known_hosts as kh
-    from remotebottle.transport.ssh import fetch_host_key, resolve_target
-
-    if host.is_local:
-        raise UsageError(
-            "`local` is this machine's engine: there is no SSH host key to trust",
-            hint="trust a remote host: rbottle hosts trust vm1",
+    presented = trust.examine(host, progress=console.info)
+    if presented.trusted_at is not None:
+        console.info(
+            f"{presented.label}: its {presented.shown} is already trusted"
+            f" ({presented.trusted_at}); nothing to do"
         )
-    entry = ssh_entry(host)
-    t = resolve_target(entry, name=host.name)
-    console.info(f"asking {t.label} for its SSH host key")
-    key = fetch_host_key(entry, name=host.name)
-    shown = kh.describe(key)
-    state, known = kh.key_state(kh.load_known(t.known_hosts_files, t.known_hosts_name), key)
-    where = known.where if known else str(t.user_known_hosts)
-    if state is kh.KeyState.TRUSTED:
-        console.info(f"{t.label}: its {shown} is already trusted ({where}); nothing to do")
         return 0
-    if state is kh.KeyState.REVOKED:
-        raise HostError(
-            f"{t.label} presents {shown}, which is marked @revoked in {where}: not trusting it",
-            hint="the host's key was revoked: do not connect to it",
-        )
-    if state is kh.KeyState.CHANGED and known is not None:
-        raise kh.changed_error(t.label, host.name, key, known, refusing=True)
-    path = _writable_known_hosts(t)
-    how = "a hashed entry" if t.hash_known_hosts else t.known_hosts_name
-    console.info(f"{t.label} presents this host key:")
-    console.info(f"  {key.get_name()} {key.fingerprint}")
-    console.info(f"if you trust it, it is recorded in {path} as {how}")
-    _confirm(f"Is {key.fingerprint} the host key of {host.name}?", yes=yes)
-    kh.record(t.known_hosts_name, key, path, hashed=t.hash_known_hosts)
-    console.info(f"trusted {host.name}: recorded its {shown} in {path}")
+    fingerprint = presented.key.fingerprint
+    how = "a hashed entry" if presented.hashed else presented.known_hosts_name
+    console.info(f"{presented.label} presents this host key:")
+    console.info(f"  {presented.key.get_name()} {fingerprint}")
+    console.info(f"if you trust it, it is recorded in {presented.record_in} as {how}")
+    confirm_or_stop(
+        f"Is {fingerprint} the host key of {host.name}?",
+        yes,
+        no_terminal="no terminal to confirm the host key on",
+        hint="check the fingerprint out of band, then pass --yes",
+        refused="not trusted: you answered no",
+    )
+    trust.pin(presented)
+    console.info(f"trusted {host.name}: recorded its {presented.shown} in {presented.record_in}")
     return 0
-
-
-def _writable_known_hosts(t: SshTarget) -> str:
-    path = t.user_known_hosts
-    if path.exists() and not path.is_file():
-        raise HostError(
-            f"cannot record the key in {path}: it is not a regular file",
-            hint="set UserKnownHostsFile in ~/.ssh/config to a real file",
-        )
-    return str(path)
-
-
-def _confirm(question: str, *, yes: bool) -> None:
-    """y/N unless --yes; with no terminal to ask on, refuse rather than guess."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise UsageError(
-            "no terminal to confirm the host key on",
-            hint="check the fingerprint out of band, then pass --yes",
-        )
-    if not console.confirm(question):
-        raise RemoteBottleError("not trusted: you answered no")

@@ -21,10 +21,12 @@ List bottles: identity, agent, host, age and status. `running` and `exited`
 come from the engine (found by label, never by name); `saved` means the bottle
 has ended and `rbottle resume IDENTITY` can relaunch it.
 
-Without --host the local engine is asked. A bottle this machine started on
-another host, and has not seen end, shows as `elsewhere`: `--host HOST` asks
-that host's engine (through a short-lived SSH tunnel). For a cloud host (ec2,
-fly) that is the VMs its sessions running on this machine made."""
+Without --host, the local engine and every host this machine's live sessions
+run on are asked (each as its session recorded it, through a short-lived SSH
+tunnel; a cloud host's VMs through the tunnel their session keeps). With
+--host HOST, only that host; bottles elsewhere show as `elsewhere`. A bottle
+whose host did not answer shows as `unreachable`; one whose engine answered
+without it as `gone` (its session was killed: `rbottle cleanup --orphans`)."""
 
 
 def register(sub: Any) -> None:
@@ -35,7 +37,9 @@ def register(sub: Any) -> None:
         description=DESCRIPTION,
         epilog="examples:\n  rbottle list --format=json\n  rbottle list --host vm1",
     )
-    add_host_option(parser, "the host whose engine to ask (default: the local engine)")
+    add_host_option(
+        parser, "ask only this host's engine (default: every engine with live sessions)"
+    )
     add_format_option(parser)
     add_manifest_option(parser)
     parser.set_defaults(func=run_command)
@@ -62,9 +66,9 @@ def run_command(args: argparse.Namespace) -> int:
     from remotebottle.hosts.resolve import resolve_host
     from remotebottle.ops.listing import list_bottles
 
-    bottles = list_bottles(
-        resolve_host(args.host, load_manifest(args), args.registry), progress=console.info
-    )
+    manifest = load_manifest(args)
+    only = resolve_host(args.host, manifest, args.registry) if args.host else None
+    bottles = list_bottles(manifest, only, progress=console.info, registry=args.registry)
     if args.format == "json":
         console.print_json([{**asdict(b), "age": age(b.started_at)} for b in bottles])
         return 0

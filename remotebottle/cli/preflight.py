@@ -14,6 +14,7 @@ from remotebottle.backend.docker.planner import (
 )
 from remotebottle.backend.spec import Command, GitRemoteSpec
 from remotebottle.cli import console
+from remotebottle.errors import printable
 from remotebottle.ops.plan import StartPlan
 
 RED = "red bold"
@@ -104,8 +105,9 @@ def _engine_alarming(start: StartPlan) -> bool:
 
 
 def _command(command: Command) -> str:
+    """The command line as typed, with what a terminal would act on escaped."""
     if command.mode == "print":
-        return f"claude -p {shlex.quote(command.prompt or '')}"
+        return printable(f"claude -p {shlex.quote(command.prompt or '')}", limit=400)
     if command.mode == "exec":
-        return shlex.join(command.argv)
+        return printable(shlex.join(command.argv), limit=400)
     return "claude (interactive)"

@@ -9,7 +9,7 @@ from typing import Any
 
 from remotebottle.cli import console
 from remotebottle.cli.common import add_command, confirm_or_stop, report_outcome
-from remotebottle.cli.start import add_allow_old_engine_option, command_from
+from remotebottle.cli.start import add_session_options, command_from
 
 DESCRIPTION = """\
 Relaunch a bottle that has ended, pinned to its identity: same agent, same host
@@ -17,7 +17,9 @@ kind, and Claude Code's prior transcript restored (claude --continue). State is
 kept locally in $REMOTEBOTTLE_HOME/state/IDENTITY/, also for remote hosts.
 
 The agent's definition is read again from the manifest the bottle was started
-with (plus ~/claude-bottle.json), so grants changed since then apply.
+with (plus ~/claude-bottle.json), so grants changed since then apply. The host
+is the one its session recorded (address, user, provider settings), even if the
+manifest's entry by that name has changed since.
 
 Before anything starts you see what the last session left in ~/.claude/projects.
 Transcripts (*.jsonl) are restored. Every other file there is memory that steers
@@ -54,7 +56,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="restore the memory files the last session wrote without asking",
     )
-    add_allow_old_engine_option(parser)
+    add_session_options(parser)
     parser.set_defaults(func=run_command, accepts_exec=True)
 
 
@@ -63,11 +65,11 @@ def run_command(args: argparse.Namespace) -> int:
     from remotebottle.cli.preflight import render_preflight
     from remotebottle.cli.review import render_review
     from remotebottle.cli.transfer import render_ship_progress
-    from remotebottle.ops import session
+    from remotebottle.ops import attach, session
     from remotebottle.ops.plan import StartRequest, plan_start
 
     meta = state.read_metadata(args.identity)
-    loaded = session.manifest_of(meta)
+    loaded = attach.manifest_of(meta)
     request = StartRequest(
         agent=meta.agent,
         host=meta.host,
@@ -76,6 +78,8 @@ def run_command(args: argparse.Namespace) -> int:
         identity=args.identity,
         registry=args.registry,
         allow_old_engine=args.allow_old_engine,
+        reconnect_limit=args.reconnect_limit,
+        recorded=attach.host_of(args.identity, args.registry),
     )
     preview = plan_start(loaded, request, resolve_secrets=False)
     render_preflight(preview)
@@ -95,7 +99,6 @@ def run_command(args: argparse.Namespace) -> int:
         if snapshot is not None and decision.restore_memory:
             snapshot.approve()
         outcome = session.start(
-            loaded,
             request,
             preview,
             progress=console.info,

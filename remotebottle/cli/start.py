@@ -33,6 +33,9 @@ nothing else changes: a hosts entry from the manifest, an ~/.ssh/config alias,
 ssh://user@host[:port], or `ec2` / `fly` for a VM made for this session.
 
 Detach with Ctrl-P Ctrl-Q (the bottle keeps running; `rbottle attach` returns).
+If the network to a remote host drops, the bottle keeps running there and this
+command reconnects and attaches again by itself, showing what the agent printed
+meanwhile; after --reconnect-limit it gives up and names `rbottle attach`.
 When the agent exits the bottle is removed and its transcript kept for
 `rbottle resume IDENTITY`. The exit status is the agent's."""
 
@@ -77,18 +80,44 @@ def register(sub: Any) -> None:
         help="plan format for --dry-run (json only with --dry-run)",
     )
     parser.add_argument("-y", "--yes", action="store_true", help="skip the y/N preflight question")
-    add_allow_old_engine_option(parser)
+    add_session_options(parser)
     add_manifest_option(parser)
     parser.set_defaults(func=run_command, accepts_exec=True)
 
 
-def add_allow_old_engine_option(parser: argparse.ArgumentParser) -> None:
+def add_session_options(parser: argparse.ArgumentParser) -> None:
+    """Options `start` and `resume` share."""
     parser.add_argument(
         "--allow-old-engine",
         action="store_true",
         help="start on a host whose Docker is older than 25.0.5 all the same: its internal"
         " networks leak DNS (CVE-2024-29018); refused without this flag",
     )
+    parser.add_argument(
+        "--reconnect-limit",
+        metavar="SECONDS",
+        type=_seconds,
+        default=600.0,
+        help="how long to keep reconnecting to a remote host after the network drops"
+        " (default: 600); on a host you own the bottle keeps running either way",
+    )
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # too long for the system to look at
+        return False
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 86400:
+        raise argparse.ArgumentTypeError("between 0 and 86400 seconds")
+    return value
 
 
 def command_from(args: argparse.Namespace) -> Command:
@@ -117,7 +146,7 @@ def run_command(args: argparse.Namespace) -> int:
             "--format=json is only for --dry-run",
             hint="use `rbottle start AGENT --dry-run --format=json`",
         )
-    if args.cwd is not None and not args.cwd.is_dir():
+    if args.cwd is not None and not _is_dir(args.cwd):
         raise UsageError(f"--cwd {args.cwd}: not a directory")
     request = StartRequest(
         agent=args.agent,
@@ -126,6 +155,7 @@ def run_command(args: argparse.Namespace) -> int:
         cwd=args.cwd.resolve() if args.cwd else None,
         registry=args.registry,
         allow_old_engine=args.allow_old_engine,
+        reconnect_limit=args.reconnect_limit,
     )
     manifest = load_manifest(args)
     preview = plan_start(manifest, request, resolve_secrets=False)
@@ -137,7 +167,6 @@ def run_command(args: argparse.Namespace) -> int:
         return 0
     confirm_or_stop("Start this bottle?", args.yes)
     outcome = session.start(
-        manifest,
         request,
         preview,
         progress=console.info,

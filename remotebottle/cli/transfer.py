@@ -18,7 +18,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from remotebottle.transport.ship import ShipProgress
+from remotebottle.ops.ship import ShipProgress
 
 
 def render_ship_progress(console: Console) -> Callable[[ShipProgress], None]:

@@ -4,8 +4,10 @@
 host key the provider reported (never trust-on-first-use) and the login key made for
 it, keeps the VM's dead-man timer fed while the session lives, and destroys the VM at
 the end (unless the entry says `reuse`), whatever happens in between. A reused VM's
-login key waits for the next session in the local state dir (mode 0600); a VM made
-for one session has its key in memory only.
+login key waits for the next session in the local state dir (mode 0600). A VM made for
+one session is recorded in the session's state dir, its login key with it (mode 0600,
+`session_vm`), until it is destroyed: `taken_over` is that VM for an `rbottle attach`
+after the process that made it was killed, destroyed when that attach ends.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from remotebottle import state
 from remotebottle.errors import ConnectError, HostError
+from remotebottle.hosts import session_vm
 from remotebottle.hosts.provider import Machine, Provider
 from remotebottle.hosts.resolve import HostTarget
 from remotebottle.interrupts import no_interrupts, termination_as_interrupt
@@ -144,12 +147,63 @@ def session_machine(
         if reuse and machine.login_key:
             _keep_key(kept_key, machine.login_key)
         try:
+            if not reuse:
+                _record(identity, machine)
             yield machine, provider
         finally:
             if not reuse:
-                with no_interrupts():
-                    progress(f"destroying the VM {machine.machine_id}")
-                    provider.destroy(machine, progress=progress)
+                _destroy(machine, provider, progress)
+
+
+@contextlib.contextmanager
+def taken_over(
+    host: HostTarget, identity: str, *, progress: Progress
+) -> Iterator[tuple[Machine, Provider]]:
+    """The VM session `identity` made on per-session host `host` and recorded, for a process
+    that takes the session over (`rbottle attach` once the one that made it was killed);
+    destroyed on the way out, as that session would have destroyed it.
+
+    Raises:
+        HostError: no VM of the session is recorded here (it ended, or was swept).
+        ConnectError: the VM does not answer; it is left as it is (the network may be
+            down, or its dead-man timer powered it off: `rbottle cleanup --orphans`).
+    """
+    machine = session_vm.recorded(identity)
+    if machine is None:
+        raise HostError(
+            f"{identity} ran on a VM made for its session ({host.name}), and no VM of it"
+            " is recorded on this machine now: it ended, or the VM was destroyed",
+            hint=f"`rbottle resume {identity}` starts it again on a new VM",
+        )
+    provider = host.cloud_provider()
+    progress(f"connecting to the VM {machine.machine_id} of {identity}")
+    try:
+        connect_machine(machine, host.name, connect_timeout=30.0).close()
+    except ConnectError as exc:
+        exc.hint = (
+            f"its dead-man timer powers it off {host.ttl_minutes} min after its session"
+            " went silent; `rbottle cleanup --orphans` removes what is left of it"
+        )
+        raise
+    with termination_as_interrupt():
+        try:
+            yield machine, provider
+        finally:
+            _destroy(machine, provider, progress)
+
+
+def _record(identity: str, machine: Machine) -> None:
+    try:
+        session_vm.record(identity, machine)
+    except OSError as exc:  # the session goes on; only a later attach needs the record
+        log.warning("`rbottle attach` will not reach this VM if this process dies: %s", exc)
+
+
+def _destroy(machine: Machine, provider: Provider, progress: Progress) -> None:
+    with no_interrupts():
+        progress(f"destroying the VM {machine.machine_id}")
+        provider.destroy(machine, progress=progress)
+        session_vm.forget(machine.identity)
 
 
 def _kept_key_file(host: HostTarget) -> Path:

@@ -101,25 +101,32 @@ def open_engine(
     consent: Consent,
     timeout: float = 600.0,
     session: str | None = None,
+    rejoin: bool = False,
 ) -> Iterator[Engine]:
-    """The engine `host` names, reachable for the duration of the block.
+    """The engine `host` names, reachable for the duration of the block; `session` is
+    the session this process runs on it (claimed for the block: `session_vm.claim`).
 
     For a remote host: connect, install Docker if missing (`consent` asked first),
     open the tunnel; all of it closed on the way out, whatever happens. For a cloud
-    host: first make the VM of `session` (destroyed on the way out unless reused).
+    host: first make the VM of `session` (destroyed on the way out unless reused), or
+    with `rejoin`, take over the VM `session` made and recorded (`cloud.taken_over`).
     """
-    if host.is_local:
-        client = connect_local_engine()
-        try:
-            yield Engine(host, client)
-        finally:
-            client.close()
-        return
+    from remotebottle.hosts import session_vm
+
     with contextlib.ExitStack() as stack:
+        if session is not None:
+            stack.enter_context(session_vm.claim(session))
+        if host.is_local:
+            client = connect_local_engine()
+            stack.callback(client.close)
+            yield Engine(host, client)
+            return
         if host.is_cloud:
             if session is None:
                 _owned(host)  # raises: no standing machine
-            link = stack.enter_context(_cloud_link(host, session or "", progress=progress))
+            link = stack.enter_context(
+                _cloud_link(host, session or "", progress=progress, rejoin=rejoin)
+            )
         else:
             link = stack.enter_context(_remote_link(host, progress=progress, consent=consent))
         client = link.tunnel.client(timeout=int(timeout))
@@ -160,18 +167,22 @@ def _remote_link(host: HostTarget, *, progress: Progress, consent: Consent) -> I
 
 
 @contextlib.contextmanager
-def _cloud_link(host: HostTarget, session: str, *, progress: Progress) -> Iterator[RemoteLink]:
-    """The session's VM: made, connected (provider-reported host key), heartbeat kept,
-    Docker ready (cloud-init installs it; we wait for it), tunnel open and published for
-    the dashboard (`session_vm`); destroyed after."""
+def _cloud_link(
+    host: HostTarget, session: str, *, progress: Progress, rejoin: bool = False
+) -> Iterator[RemoteLink]:
+    """The session's VM: made (or with `rejoin`, the one the session recorded), connected
+    (provider-reported host key), heartbeat kept, Docker ready (cloud-init installs it; we
+    wait for it), tunnel open and published for the dashboard (`session_vm`); destroyed
+    after."""
     from remotebottle.hosts import session_vm
-    from remotebottle.hosts.cloud import Heartbeat, connect_machine, session_machine
+    from remotebottle.hosts.cloud import Heartbeat, connect_machine, session_machine, taken_over
     from remotebottle.hosts.provision import ensure_docker
     from remotebottle.hosts.session_vm import SessionVm
     from remotebottle.transport.docker_tunnel import DockerTunnel
 
     ready_timeout = float(getattr(host.entry, "ready_timeout", 300.0))
-    with session_machine(host, session, progress=progress) as (machine, provider):
+    acquire = taken_over if rejoin and host.per_session else session_machine
+    with acquire(host, session, progress=progress) as (machine, provider):
         progress(f"connecting to {machine.address} over SSH")
         conn = connect_machine(machine, host.name, connect_timeout=30.0)
         try:
@@ -206,21 +217,53 @@ def _cloud_link(host: HostTarget, session: str, *, progress: Progress) -> Iterat
 
 @contextlib.contextmanager
 def join_session_vm(host: HostTarget, session: str) -> Iterator[Engine]:
-    """The engine of the VM a live session on cloud host `host` made, reached from another
-    process (the dashboard) through that session's Docker tunnel, which it published.
+    """The engine of the VM a session on cloud host `host` made, reached from another
+    process (the dashboard, `list`): through the Docker tunnel the session published while
+    its process lives, else through a tunnel of our own to the VM it recorded (no
+    heartbeat: its dead-man timer still counts).
 
     Raises:
-        HostError: the session has published no VM (it ended, or has none yet).
-        EngineError: the session's tunnel does not answer (the session died).
+        HostError: the session has no VM now (it ended, or has none yet).
+        ConnectError: its recorded VM does not answer.
+        EngineError: the engine does not answer through the tunnel.
     """
     from remotebottle.hosts import session_vm
 
     vm = session_vm.published(session)
     if vm is None:
         raise HostError(f"session {session} on {host.name} has no VM now")
-    client = docker.DockerClient(base_url=vm.docker_host, timeout=60)
-    try:
+    with contextlib.ExitStack() as stack:
+        if vm.docker_host:
+            client = _tunnel_client(host, session, vm.docker_host)
+        else:
+            client = stack.enter_context(_recorded_vm_client(host, session))
+        stack.callback(client.close)
         _ping(client, host, hint=f"is the `rbottle` session {session} still running?")
         yield Engine(host, client)
-    finally:
-        client.close()
+
+
+def _tunnel_client(host: HostTarget, session: str, url: str) -> docker.DockerClient:
+    try:
+        return docker.DockerClient(base_url=url, timeout=60)
+    except docker.errors.DockerException as exc:  # it asks the engine's version at once
+        raise EngineError(
+            f"the Docker engine on {host.name} does not answer through the tunnel: {exc}",
+            hint=f"is the `rbottle` session {session} still running?",
+        ) from None
+
+
+@contextlib.contextmanager
+def _recorded_vm_client(host: HostTarget, session: str) -> Iterator[docker.DockerClient]:
+    from remotebottle.hosts import session_vm
+    from remotebottle.hosts.cloud import connect_machine
+    from remotebottle.transport.docker_tunnel import DockerTunnel
+
+    machine = session_vm.recorded(session)
+    if machine is None:
+        raise HostError(f"session {session} on {host.name} has no VM now")
+    with connect_machine(machine, host.name, connect_timeout=10.0) as conn:
+        tunnel = DockerTunnel(conn, DOCKER_SOCKET, name=host.name)
+        try:
+            yield tunnel.client(timeout=60)
+        finally:
+            tunnel.close()

@@ -9,18 +9,14 @@ as files; the install script's `rbottle-provision:` lines are relayed as they ar
 from __future__ import annotations
 
 import collections
-import contextlib
 import shlex
-import time
 from collections.abc import Callable
 from importlib import resources
 from typing import TYPE_CHECKING
 
-from remotebottle.errors import ConnectError, ProvisionError
+from remotebottle.errors import ConnectError, HostError, ProvisionError
 
 if TYPE_CHECKING:  # paramiko is imported by the SSH modules only when a host is remote
-    import paramiko
-
     from remotebottle.transport.ssh import SshConnection
 
 SCRIPTS_DIR = "resources/provisioning"  # a link to the repository's provisioning/
@@ -136,13 +132,23 @@ def _run_install(conn: SshConnection, docker_socket: str, progress: Callable[[st
         f"exec sudo -n sh -s -- {args}"
     )
 
+    tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+
     def relay(line: str) -> None:
+        tail.append(line)
         if line.startswith(PROGRESS_PREFIX) and not line.startswith(ERROR_PREFIX):
             progress(f"{host}: {line.removeprefix(PROGRESS_PREFIX)}")
 
-    status, tail = _stream(
-        conn, command, provisioning_script("install-docker.sh").encode(), relay, INSTALL_TIMEOUT
-    )
+    script = provisioning_script("install-docker.sh").encode()
+    try:
+        status = conn.stream(command, input=script, on_line=relay, timeout=INSTALL_TIMEOUT)
+    except ConnectError:
+        raise
+    except HostError:  # what is left of it: the script ran past INSTALL_TIMEOUT
+        raise ProvisionError(
+            f"setting up Docker Engine on {host} did not finish within {INSTALL_TIMEOUT:g}s",
+            hint=f"see {PROVISION_LOG} on the host",
+        ) from None
     if status == 0:
         return
     no_sudo_hint = (
@@ -162,85 +168,4 @@ def _run_install(conn: SshConnection, docker_socket: str, progress: Callable[[st
     raise ProvisionError(
         f"setting up Docker Engine on {host} failed: {reason}",
         hint=no_sudo_hint if sudo_refused and not errors else f"see {PROVISION_LOG} on {host}",
-    )
-
-
-def _stream(
-    conn: SshConnection,
-    command: str,
-    stdin: bytes,
-    on_line: Callable[[str], None],
-    timeout: float,
-) -> tuple[int, list[str]]:
-    """Run `command` with `stdin`, handing each output line (stdout and stderr merged, in
-    order) to `on_line` as it arrives.
-
-    Returns:
-        (exit status or -1, the last output lines).
-
-    Raises:
-        ProvisionError: it did not finish within `timeout` seconds.
-        ConnectError: the connection is gone.
-    """
-    import paramiko
-
-    lost = (paramiko.SSHException, EOFError, OSError)
-    try:
-        chan = conn.transport.open_session(timeout=conn.target.connect_timeout)
-    except lost as exc:
-        raise _lost(conn, exc) from None
-    deadline = time.monotonic() + timeout
-    tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
-
-    def emit(raw: bytes) -> None:
-        line = raw.decode(errors="replace").rstrip("\r")
-        tail.append(line)
-        on_line(line)
-
-    try:
-        chan.set_combine_stderr(True)
-        chan.exec_command(command)
-        # A command that exits without reading its input (no sudo) may close first.
-        with contextlib.suppress(*lost):
-            chan.sendall(stdin)
-            chan.shutdown_write()
-        pending = b""
-        while chunk := _recv(chan, deadline, conn):
-            *lines, pending = (pending + chunk).split(b"\n")
-            for raw in lines:
-                emit(raw)
-        if pending:
-            emit(pending)
-        chan.status_event.wait(max(deadline - time.monotonic(), 0.1))
-        status = chan.exit_status if chan.exit_status_ready() else -1
-    except TimeoutError:
-        raise ProvisionError(
-            f"setting up Docker Engine on {conn.target.name} did not finish within {timeout:g}s",
-            hint=f"see {PROVISION_LOG} on the host",
-        ) from None
-    except lost as exc:
-        raise _lost(conn, exc) from None
-    finally:
-        chan.close()
-    return status, list(tail)
-
-
-def _recv(chan: paramiko.Channel, deadline: float, conn: SshConnection) -> bytes:
-    """The next output chunk, b"" at EOF; TimeoutError past `deadline`."""
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError
-        chan.settimeout(min(remaining, 5.0))
-        try:
-            return bytes(chan.recv(65536))
-        except TimeoutError:
-            if not conn.is_active():
-                raise EOFError("the SSH transport closed") from None
-
-
-def _lost(conn: SshConnection, exc: BaseException) -> ConnectError:
-    return ConnectError(
-        f"{conn.target.label}: the SSH connection failed: {str(exc) or type(exc).__name__}",
-        hint="check the network and run the command again",
     )

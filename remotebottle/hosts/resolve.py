@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from remotebottle.errors import HostError
+from remotebottle.errors import HostError, quoted
 from remotebottle.hosts.registry import DEFAULT, Kind, Registry
-from remotebottle.manifest import Ec2Host, FlyHost, LocalHost, Manifest, SshHost
+from remotebottle.manifest import Ec2Host, FlyHost, LocalHost, Manifest, SshHost, is_one_line
 from remotebottle.transport.endpoint import SshEndpoint
 
 if TYPE_CHECKING:
@@ -95,10 +95,10 @@ def resolve_host(arg: str | None, manifest: Manifest, registry: Registry = DEFAU
             "`--host fly` needs a Fly app",
             hint='add hosts.fly = {"provider": "fly", "app": "<your app>"} to the manifest',
         )
-    if _ALIAS_RE.fullmatch(arg):
+    if _ALIAS_RE.fullmatch(arg) and is_one_line(arg):
         return HostTarget(arg, SshHost(provider="ssh", address=arg), registry)
     raise HostError(
-        f"{arg!r} is not a host: expected a hosts entry, an ~/.ssh/config alias,"
+        f"{quoted(arg)} is not a host: expected a hosts entry, an ~/.ssh/config alias,"
         " or ssh://user@host[:port]",
         hint="`rbottle hosts` lists the hosts the manifest defines",
     )
@@ -128,14 +128,20 @@ def recorded_host(
 
 
 def _from_url(url: str) -> SshHost:
+    if not is_one_line(url) or any(c.isspace() for c in url):
+        raise HostError(
+            f"{quoted(url)} is not a valid ssh:// URL: too long, or a space or control"
+            " character in it",
+            hint="use ssh://user@host[:port]",
+        )
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise HostError(f"{url!r} is not a valid ssh:// URL: {exc}") from None
+        raise HostError(f"{quoted(url)} is not a valid ssh:// URL: {exc}") from None
     if not parts.hostname or parts.path not in ("", "/") or parts.password:
         raise HostError(
-            f"{url!r} is not a valid ssh:// URL",
+            f"{quoted(url)} is not a valid ssh:// URL",
             hint="use ssh://user@host[:port], with no password or path",
         )
     return SshHost(provider="ssh", address=parts.hostname, user=parts.username, port=port)

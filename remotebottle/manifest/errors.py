@@ -11,14 +11,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from remotebottle.errors import printable, quoted
 from remotebottle.manifest.models import PROVIDERS
 
 SCHEMA_HINT = "run `rbottle schema` for the full schema, or see docs/manifest.md"
+MAX_PROBLEMS = 10  # lines; a file wrong everywhere says how many more there are
 
 
 def describe(exc: ValidationError, source: str) -> str:
     """One line per problem in `exc`, each naming `source` and the JSON path."""
-    return "\n".join(f"{source}: {_describe(err)}" for err in exc.errors())
+    errors = exc.errors()
+    lines = [f"{source}: {_describe(err)}" for err in errors[:MAX_PROBLEMS]]
+    if len(errors) > MAX_PROBLEMS:
+        lines.append(f"{source}: and {len(errors) - MAX_PROBLEMS} more problems")
+    return "\n".join(lines)
 
 
 def _describe(err: Any) -> str:
@@ -33,10 +39,8 @@ def _describe(err: Any) -> str:
     if kind == "extra_forbidden":
         return f"{path}: unknown field"
     if kind == "union_tag_invalid":
-        given = err["input"].get("provider")
-        return (
-            f"{path}.provider: unknown provider {given!r}; expected one of {', '.join(PROVIDERS)}"
-        )
+        given = quoted(err["input"].get("provider"))
+        return f"{path}.provider: unknown provider {given}; expected one of {', '.join(PROVIDERS)}"
     if kind == "union_tag_not_found":
         return f"{path}: `provider` is required (one of {', '.join(PROVIDERS)})"
     msg = str(err["msg"]).removeprefix("Value error, ").replace("Input should be", "expected")
@@ -48,8 +52,8 @@ def _describe(err: Any) -> str:
 def _json_path(loc: list[str | int]) -> str:
     path = ""
     for part in loc:
-        if isinstance(part, str) and not part.isprintable():
-            part = part.encode("unicode_escape").decode("ascii")  # one line, whatever the key
+        if isinstance(part, str):
+            part = printable(part, limit=100)  # one short line, whatever the key
         path += f"[{part}]" if isinstance(part, int) else f".{part}"
     return path.lstrip(".") or "(top level)"
 

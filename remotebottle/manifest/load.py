@@ -40,17 +40,19 @@ def load(paths: list[Path] | None = None) -> Manifest:
     origins: dict[str, Path] = {}
     files: list[Path] = []
     for path in paths if paths is not None else default_paths():
-        if not path.is_file():
-            continue
         try:
+            if not path.is_file():
+                continue
             text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
             raise ManifestError(f"{path}: cannot read: {exc}") from None
+        except OSError as exc:
+            raise ManifestError(f"{path}: cannot read: {exc.strerror or exc}") from None
         parsed = parse(text, str(path))
         files.append(path)
         for section in merged:
             for name, entry in getattr(parsed, section).items():
-                merged[section][name] = _anchor(entry, path.parent)
+                merged[section][name] = _anchored(entry, path, f"{section}.{name}")
                 origins[f"{section}.{name}"] = path
     manifest = Manifest(
         bottles=merged["bottles"],
@@ -78,6 +80,8 @@ def parse(text: str, source: str = MANIFEST_NAME) -> ManifestFile:
         ) from None
     except RecursionError:
         raise ManifestError(f"{source}: invalid JSON: nested too deeply") from None
+    except ValueError:  # past Python's limit on the digits of an integer
+        raise ManifestError(f"{source}: invalid JSON: a number with too many digits") from None
     if not isinstance(data, dict):
         raise ManifestError(
             f"{source}: (top level): expected a JSON object with bottles, agents, hosts",
@@ -113,6 +117,18 @@ def _refuse_legacy(data: dict[str, Any], source: str) -> None:
                 f"{source}: bottles.{name}.runtime: no longer supported: gVisor is auto-detected",
                 hint="delete `runtime`; runsc is used whenever the engine has it",
             )
+
+
+def _anchored(entry: Any, path: Path, where: str) -> Any:
+    """`_anchor`, a path the system cannot look at (too long, a NUL) refused by name."""
+    try:
+        return _anchor(entry, path.parent)
+    except (OSError, ValueError) as exc:
+        why = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+        raise ManifestError(
+            f"{path}: {where}: a file path cannot be used: {why}",
+            hint="skills and prompt_file are paths to existing files and directories",
+        ) from None
 
 
 def _anchor(entry: Any, base: Path) -> Any:

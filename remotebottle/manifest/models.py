@@ -22,16 +22,20 @@ from pydantic import (
 )
 
 from remotebottle import hostkeys
-from remotebottle.errors import ManifestError
+from remotebottle.errors import ManifestError, quoted
 from remotebottle.manifest.fields import (
     EnvName,
+    FilePath,
     HeaderName,
     HostKey,
     Hostname,
     IpAddress,
+    Line,
     Name,
     Port,
+    SshAddress,
     Upstream,
+    is_name,
 )
 
 MANIFEST_NAME = "claude-bottle.json"
@@ -76,9 +80,9 @@ class GitRemote(_Model):
         serialization_alias="Hostname",
         description="The machine the gate connects to; default: Host.",
     )
-    user: str = Field(default="git", alias="User")
+    user: Line = Field(default="git", alias="User")
     port: Port = Field(default=22, alias="Port")
-    identity_file: str | None = Field(
+    identity_file: FilePath | None = Field(
         default=None,
         alias="IdentityFile",
         description="Private key for the upstream; it lives only in the git gate.",
@@ -187,12 +191,12 @@ class Bottle(_Model):
 
 class Agent(_Model):
     bottle: Name
-    skills: list[str] = Field(
+    skills: list[FilePath] = Field(
         default_factory=list,
         description="Skill directories (each with a SKILL.md), relative to this manifest file.",
     )
     prompt: str | None = Field(default=None, description="Extra system prompt text.")
-    prompt_file: str | None = Field(
+    prompt_file: FilePath | None = Field(
         default=None, description="A file holding the extra system prompt, relative to this file."
     )
 
@@ -216,11 +220,11 @@ class LocalHost(_HostBase):
 
 class SshHost(_HostBase):
     provider: Literal["ssh"]
-    address: str = Field(description="Host name, IP address or ~/.ssh/config alias.")
-    user: str | None = None
+    address: SshAddress = Field(description="Host name, IP address or ~/.ssh/config alias.")
+    user: Line | None = None
     port: Port | None = None
-    identity_file: str | None = None
-    docker_socket: str = "/var/run/docker.sock"
+    identity_file: FilePath | None = None
+    docker_socket: FilePath = "/var/run/docker.sock"
     connect_timeout: float = Field(default=15.0, gt=0, le=600)
     images: Literal["ship", "build"] = Field(
         default="ship",
@@ -239,20 +243,20 @@ class _CloudHost(_HostBase):
 
 class Ec2Host(_CloudHost):
     provider: Literal["ec2"]
-    region: str | None = None
-    profile: str | None = None
-    instance_type: str = "t3.medium"
-    ami: str | None = Field(default=None, description="Default: the current Debian 13 AMI.")
-    subnet_id: str | None = None
+    region: Line | None = None
+    profile: Line | None = None
+    instance_type: Line = "t3.medium"
+    ami: Line | None = Field(default=None, description="Default: the current Debian 13 AMI.")
+    subnet_id: Line | None = None
     spot: bool = False
 
 
 class FlyHost(_CloudHost):
     provider: Literal["fly"]
-    app: str
-    region: str | None = None
-    vm_size: str = "shared-cpu-2x"
-    image: str | None = None
+    app: Line
+    region: Line | None = None
+    vm_size: Line = "shared-cpu-2x"
+    image: Line | None = None
 
 
 Host = Annotated[
@@ -293,9 +297,11 @@ class Manifest:
             return self.agents[name]
         except KeyError:
             known = ", ".join(sorted(self.agents)) or "none defined"
+            hint = f"define agents.{name} in ./{MANIFEST_NAME} or ~/{MANIFEST_NAME}"
+            if not is_name(name):
+                hint = "an agent's name is 1-40 lowercase letters, digits, '-' or '_'"
             raise ManifestError(
-                f"no agent named {name!r} (known agents: {known})",
-                hint=f"define agents.{name} in ./{MANIFEST_NAME} or ~/{MANIFEST_NAME}",
+                f"no agent named {quoted(name)} (known agents: {known})", hint=hint
             ) from None
 
     def origin(self, section: str, name: str) -> Path | None:

@@ -30,7 +30,7 @@ from remotebottle.errors import EngineError
 from remotebottle.hosts.engine import Engine
 from remotebottle.hosts.local import connect_local_engine
 from remotebottle.image_pins import check_tag, image_id, short
-from remotebottle.transport.ship import ShipProgress, ship_images
+from remotebottle.ops.ship import ShipProgress, ship_images
 
 Progress = Callable[[str], None]
 Make = Callable[[], object]

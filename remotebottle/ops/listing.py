@@ -1,8 +1,8 @@
-"""`rbottle list`: the bottles on a host's engines, and the ones this machine's state knows."""
+"""`rbottle list`: the bottles on the engines of live sessions, and the ones this machine's
+state knows."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -10,15 +10,12 @@ from remotebottle import state
 from remotebottle.backend.base import BottleInfo
 from remotebottle.backend.docker.backend import DockerBottleBackend
 from remotebottle.errors import BottleError
-from remotebottle.hosts import session_vm
-from remotebottle.hosts.engine import join_session_vm, open_engine
+from remotebottle.hosts.registry import DEFAULT, Registry
 from remotebottle.hosts.resolve import HostTarget
+from remotebottle.manifest import Manifest
+from remotebottle.ops.engines import live_engines
 
 Progress = Callable[[str], None]
-
-
-def _refuse(_question: str) -> bool:
-    return False
 
 
 @dataclass(frozen=True)
@@ -30,27 +27,32 @@ class Listed:
     started_at: str | None
 
 
-def list_bottles(host: HostTarget, *, progress: Progress) -> list[Listed]:
-    """Bottles on `host`'s engine, plus the ones this machine's state knows of.
+def list_bottles(
+    manifest: Manifest,
+    host: HostTarget | None,
+    *,
+    progress: Progress,
+    registry: Registry = DEFAULT,
+) -> list[Listed]:
+    """Bottles on every engine with live sessions (or just `host`'s), plus the ones this
+    machine's state knows of.
 
-    A bottle whose state says it runs on another host, and has not ended, is listed
-    as `elsewhere`: only that host's engine can say more (`rbottle list --host`). A
-    cloud host's engines are the VMs of its live sessions, reached through the tunnels
-    those sessions published.
+    A bottle found on no engine asked shows its session record's phase: `saved` once it
+    has ended, else `unreachable` when its host did not answer, or `elsewhere` when its
+    host was not asked (`--host` names another one), or `gone` when its engine answered
+    without it (its session was killed: `rbottle cleanup --orphans`).
     """
     found: dict[str, Listed] = {}
-    with contextlib.ExitStack() as stack:
-        if host.is_cloud:  # its VMs are the ones this machine's live sessions made
-            engines = [
-                stack.enter_context(join_session_vm(host, identity))
-                for identity in state.live_sessions().get(host.name, [])
-                if session_vm.published(identity) is not None
-            ]
-        else:
-            engines = [stack.enter_context(open_engine(host, progress=progress, consent=_refuse))]
-        for engine in engines:
-            for info in DockerBottleBackend(engine.client).list_active():
+    with live_engines(manifest, progress=progress, registry=registry, only=host) as live:
+        if live.unreachable and not live.engines:
+            raise next(iter(live.unreachable.values()))
+        for name, exc in live.unreachable.items():
+            progress(f"warning: {name} did not answer: {exc.message}")
+        for engine in live.engines.values():
+            for info in DockerBottleBackend(engine).list_active():
                 found[info.identity] = _listed(info)
+        asked = {name.split("/")[0] for name in live.engines}
+        down = {name.split(" (")[0] for name in live.unreachable}
     for identity in state.known_identities():
         if identity in found:
             continue
@@ -58,9 +60,20 @@ def list_bottles(host: HostTarget, *, progress: Progress) -> list[Listed]:
             meta = state.read_metadata(identity)
         except BottleError:
             continue
-        status = "saved" if meta.ended_at or meta.host == host.name else "elsewhere"
-        found[identity] = Listed(identity, meta.agent, meta.host, status, meta.started_at)
+        found[identity] = Listed(
+            identity, meta.agent, meta.host, _recorded_status(meta, asked, down), meta.started_at
+        )
     return sorted(found.values(), key=lambda b: b.started_at or "", reverse=True)
+
+
+def _recorded_status(meta: state.Metadata, asked: set[str], down: set[str]) -> str:
+    if meta.ended_at:
+        return "saved"
+    if meta.host in down:
+        return "unreachable"
+    if meta.host not in asked:
+        return "elsewhere"
+    return "gone"
 
 
 def _listed(info: BottleInfo) -> Listed:

@@ -13,6 +13,7 @@ from remotebottle.hosts.local import connect_local_engine
 from remotebottle.hosts.registry import DEFAULT, Registry
 from remotebottle.hosts.resolve import HostTarget, resolve_host
 from remotebottle.manifest import Manifest
+from remotebottle.ops.link import RECONNECT_LIMIT
 from remotebottle.resolve import build_spec
 from remotebottle.values import Prompter, ask_no_echo
 
@@ -27,6 +28,10 @@ class StartRequest:
     # Start on a host's engine older than 25.0.5 (CVE-2024-29018) all the same.
     allow_old_engine: bool = False
     registry: Registry = field(default=DEFAULT, compare=False, repr=False)
+    # The host as a session recorded it (resume), instead of resolving `host` anew.
+    recorded: HostTarget | None = None
+    # Seconds to keep reconnecting to a remote host after a network cut.
+    reconnect_limit: float = RECONNECT_LIMIT
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,7 @@ def plan_start(
     run on it: whether gVisor runs a container is checked at start); a remote host's
     engine is asked only once connected, so its runtime shows as "auto".
     """
-    host = resolve_host(request.host, manifest, request.registry)
+    host = request.recorded or resolve_host(request.host, manifest, request.registry)
     spec = build_spec(
         manifest,
         request.agent,

@@ -12,27 +12,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import docker
-
 from remotebottle import state
-from remotebottle.backend.base import Bottle
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
-from remotebottle.backend.docker.labels import IDENTITY, ROLE, ROLE_AGENT
 from remotebottle.backend.docker.refusals import refusals
 from remotebottle.backend.spec import BottlePlan
 from remotebottle.errors import BottleError
 from remotebottle.hosts.engine import Consent, open_engine
-from remotebottle.hosts.registry import DEFAULT, Registry
-from remotebottle.hosts.resolve import HostTarget, recorded_host, resolve_host
+from remotebottle.hosts.resolve import HostTarget
 from remotebottle.image_pins import check_containers
-from remotebottle.manifest import Manifest, default_paths, load
 from remotebottle.ops.images import place_images
+from remotebottle.ops.link import LinkGone, stay_attached
 from remotebottle.ops.plan import StartPlan, StartRequest
-from remotebottle.ops.stream import SessionEnd, attach_tty, stream_output
-from remotebottle.resolve import build_spec
+from remotebottle.ops.ship import ShipProgress
 from remotebottle.supervise import audit, capability
-from remotebottle.transport.ship import ShipProgress
-from remotebottle.values import Prompter, ask_no_echo
 
 Progress = Callable[[str], None]
 
@@ -44,7 +36,7 @@ class Outcome:
     detached: bool = False
 
 
-def _refuse(_question: str) -> bool:
+def refuse(_question: str) -> bool:
     return False
 
 
@@ -56,32 +48,23 @@ def wants_tty(plan: BottlePlan) -> bool:
 
 
 def start(
-    manifest: Manifest,
     request: StartRequest,
     preview: StartPlan,
     *,
     progress: Progress,
-    consent: Consent = _refuse,
-    prompter: Prompter = ask_no_echo,
+    consent: Consent = refuse,
     manifest_file: Path | None = None,
     transcript: Path | None = None,
     on_ship: Callable[[ShipProgress], None] | None = None,
 ) -> Outcome:
-    """Resolve secrets, launch the previewed plan, stream the session, end it cleanly.
+    """Launch the plan the user confirmed, stream the session, end it cleanly.
 
-    `consent` is asked before changing a host (installing Docker on it). `transcript` is a
-    tar of ~/.claude/projects to restore (resume: see `memory.staged`).
+    The previewed spec gets its values now (prompts are asked here), and is not rebuilt
+    from the manifest. `consent` is asked before changing a host (installing Docker on
+    it). `transcript` is a tar of ~/.claude/projects to restore (resume: see
+    `memory.staged`).
     """
-    spec = build_spec(
-        manifest,
-        request.agent,
-        command=request.command,
-        host=preview.host.name,
-        cwd=request.cwd,
-        identity=preview.bottle.spec.identity,
-        resolve_secrets=True,
-        prompter=prompter,
-    )
+    spec = preview.bottle.spec.with_values()
     with open_engine(
         preview.host, progress=progress, consent=consent, session=spec.identity
     ) as engine:
@@ -99,7 +82,7 @@ def start(
             progress=progress,
             on_ship=on_ship,
             image_lines=image_lines,
-            recorded=_recorded_images(spec.identity),
+            recorded=recorded_images(spec.identity),
         )
         meta = state.Metadata(
             identity=spec.identity,
@@ -122,7 +105,19 @@ def start(
             progress(f"bottle {spec.identity} is up on {engine.host.name}")
             meta = replace(meta, phase="running")
             state.write_metadata(meta)
-            end = _session(backend, engine.client, bottle, tty=tty, redraw=False)
+            try:
+                end = stay_attached(
+                    engine,
+                    bottle.agent_container,
+                    tty=tty,
+                    progress=progress,
+                    on_attached=lambda: backend.release(bottle),
+                    limit=request.reconnect_limit,
+                )
+            except LinkGone as exc:
+                bottle.keep = True  # nothing reaches it now; it is there to attach to
+                state.write_metadata(replace(meta, phase="detached"))
+                raise _gone(exc, preview.host, spec.identity) from None
             if end.detached and preview.host.per_session:
                 progress(
                     f"{preview.host.name} makes a VM per session, which goes now: the bottle"
@@ -139,34 +134,30 @@ def start(
             if end.detached:
                 state.write_metadata(replace(meta, phase="detached"))
             else:
-                _save(backend, bottle.agent_container, meta)
+                save(backend, bottle.agent_container, meta)
     return Outcome(spec.identity, end.exit_code, end.detached)
 
 
-def _recorded_images(identity: str) -> dict[str, str]:
+def _gone(exc: LinkGone, host: HostTarget, identity: str) -> BottleError:
+    if host.per_session:
+        return BottleError(
+            exc.message,
+            hint=f"the VM made for the session is destroyed now; `rbottle resume {identity}`"
+            " starts the bottle again",
+        )
+    return BottleError(
+        exc.message, hint=f"the bottle keeps running on {host.name}: rbottle attach {identity}"
+    )
+
+
+def recorded_images(identity: str) -> dict[str, str]:
     """The image IDs an earlier session of `identity` ran (resume), if any."""
     if not state.has_state(identity):
         return {}
     return state.read_metadata(identity).images or {}
 
 
-def _session(
-    backend: DockerBottleBackend,
-    client: docker.DockerClient,
-    bottle: Bottle,
-    *,
-    tty: bool,
-    redraw: bool,
-) -> SessionEnd:
-    def release() -> None:
-        backend.release(bottle)
-
-    if tty:
-        return attach_tty(client, bottle.agent_container, redraw=redraw, on_attached=release)
-    return SessionEnd(exit_code=stream_output(client, bottle.agent_container, on_attached=release))
-
-
-def _save(backend: DockerBottleBackend, container_id: str, meta: state.Metadata) -> None:
+def save(backend: DockerBottleBackend, container_id: str, meta: state.Metadata) -> None:
     """Keep the transcript and what the proxies refused, and mark the session ended,
     before the bottle goes."""
     try:
@@ -180,74 +171,6 @@ def save_transcript(backend: DockerBottleBackend, container_id: str, identity: s
     """Snapshot the agent's ~/.claude/projects into `state/<identity>/` for `resume`."""
     state.transcript_dir(identity).mkdir(parents=True, exist_ok=True, mode=0o700)
     backend.save_transcript(container_id, state.snapshot_file(identity))
-
-
-def attach(
-    identity: str,
-    *,
-    progress: Progress,
-    consent: Consent = _refuse,
-    registry: Registry = DEFAULT,
-) -> Outcome:
-    """Return to a running bottle wherever it runs; end it when its agent exits."""
-    state.parse_identity(identity)
-    host = host_of(identity, registry, progress)
-    if host.per_session:
-        raise BottleError(
-            f"{identity} ran on a VM made for its session ({host.name}), gone with it",
-            hint=f"`rbottle resume {identity}` starts it again on a new VM",
-        )
-    with open_engine(host, progress=progress, consent=consent, session=identity) as engine:
-        client = engine.client
-        backend = DockerBottleBackend(client, progress)
-        containers = client.containers.list(
-            all=True, filters={"label": [f"{IDENTITY}={identity}", f"{ROLE}={ROLE_AGENT}"]}
-        )
-        if not containers or containers[0].status != "running":
-            raise BottleError(
-                f"no running bottle {identity} on {host.name}",
-                hint="`rbottle list` shows bottles; `rbottle resume` relaunches an ended one",
-            )
-        container = containers[0]
-        check_containers(client, host.name, identity, _recorded_images(identity))
-        _set_phase(identity, "running")
-        end = attach_tty(client, str(container.id), redraw=True)
-        if end.detached:
-            _set_phase(identity, "detached")
-        else:
-            try:
-                if state.has_state(identity):
-                    _save(backend, str(container.id), state.read_metadata(identity))
-            finally:
-                backend.teardown(identity)
-    return Outcome(identity, end.exit_code, end.detached)
-
-
-def host_of(
-    identity: str, registry: Registry = DEFAULT, progress: Progress | None = None
-) -> HostTarget:
-    """Where a bottle was started: the host its session recorded (older state: its host's
-    name in today's manifest); the local engine, said so, when there is no state."""
-    if not state.has_state(identity):
-        if progress:
-            progress(f"no saved state for {identity} on this machine: looking on the local engine")
-        return resolve_host(None, Manifest(), registry)
-    meta = state.read_metadata(identity)
-    if meta.host_entry is not None:
-        return recorded_host(meta.host, meta.host_entry, registry)
-    return resolve_host(meta.host, manifest_of(meta), registry)
-
-
-def manifest_of(meta: state.Metadata) -> Manifest:
-    """The manifest a bottle was started from: the home file and its project file."""
-    if meta.manifest:
-        return load([*default_paths()[:1], Path(meta.manifest)])
-    return load(default_paths(cwd=Path(meta.cwd)) if meta.cwd else default_paths()[:1])
-
-
-def _set_phase(identity: str, phase: str) -> None:
-    if state.has_state(identity):
-        state.write_metadata(replace(state.read_metadata(identity), phase=phase))
 
 
 def saved_transcript(identity: str) -> Path | None:

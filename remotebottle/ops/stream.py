@@ -14,6 +14,7 @@ import selectors
 import signal
 import sys
 import termios
+import threading
 import tty
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,19 +24,21 @@ from typing import IO, Any
 import docker
 import docker.errors
 
-from remotebottle.backend.docker.streams import iter_frames, raw_socket
+from remotebottle.backend.docker.streams import buffered_start, iter_frames, raw_socket
 from remotebottle.errors import EngineError
-from remotebottle.termfilter import TermFilter
+from remotebottle.ops.replay import Shown
 
 DETACH_KEYS = "ctrl-p,ctrl-q"
 
 
 @dataclass(frozen=True)
 class SessionEnd:
-    """How a session ended: the agent exited (with its status) or we detached."""
+    """How a stream ended: the agent exited (with its status), we detached, or the link to
+    the engine was lost (the bottle still runs: attach again)."""
 
     exit_code: int | None
     detached: bool = False
+    link_lost: bool = False
 
 
 def terminal_size(fd: int) -> tuple[int, int] | None:
@@ -68,21 +71,26 @@ def attach_tty(
     stdout: IO[bytes] | None = None,
     redraw: bool = False,
     on_attached: Callable[[], None] | None = None,
+    shown: Shown | None = None,
+    lost: threading.Event | None = None,
 ) -> SessionEnd:
     """Stream a TTY container to this terminal until it exits or the user detaches.
 
     Args:
         redraw: after a reattach, nudge the size so that a full-screen TUI redraws.
         on_attached: called once the stream is attached (the bottle's release).
+        shown: what an earlier attach of this session showed: replayed output skips it.
+        lost: set by a `LinkWatch` when the link went down (the stream then ends early).
     """
     in_fd = (stdin or sys.stdin.buffer).fileno()
     out = stdout or sys.stdout.buffer
     api = client.api
+    shown = shown if shown is not None else Shown()
+    params = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1, "detachKeys": DETACH_KEYS}
+    if shown.any:
+        params["logs"] = 1
     try:
-        hijacked = api.attach_socket(
-            container_id,
-            params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1, "detachKeys": DETACH_KEYS},
-        )
+        hijacked = api.attach_socket(container_id, params=params)
     except docker.errors.DockerException as exc:
         raise EngineError(f"could not attach to {container_id[:12]}: {exc}") from None
     sock = raw_socket(hijacked)
@@ -111,31 +119,53 @@ def attach_tty(
             selector.register(sock, selectors.EVENT_READ, "remote")
             with contextlib.suppress(ValueError, OSError):
                 selector.register(in_fd, selectors.EVENT_READ, "local")
-            _pump(selector, sock, in_fd, out)
+            _pump(selector, sock, buffered_start(hijacked), in_fd, out, shown)
     finally:
         selector.close()
         signal.signal(signal.SIGWINCH, previous)
         with contextlib.suppress(OSError):
             hijacked.close()
-    return _outcome(client, container_id)
+    if lost is not None and lost.is_set():
+        return SessionEnd(exit_code=None, link_lost=True)
+    _write(out, shown.screens[1].flush())
+    try:
+        return _outcome(client, container_id)
+    except EngineError:
+        if lost is not None and lost.is_set():
+            return SessionEnd(exit_code=None, link_lost=True)
+        raise
 
 
-def _pump(selector: selectors.BaseSelector, sock: Any, in_fd: int, out: IO[bytes]) -> None:
-    screen = TermFilter()
+def _pump(
+    selector: selectors.BaseSelector,
+    sock: Any,
+    start: bytes,
+    in_fd: int,
+    out: IO[bytes],
+    shown: Shown,
+) -> None:
+    """Copy the container's output (`start`, then `sock`) out and the terminal's keys in."""
+    replay = shown.replay()
+    _write(out, shown.take(1, start, replay))
     while True:
         for key, _ in selector.select():
             if key.data == "remote":
-                data = sock.recv(65536)
-                if not data:
-                    _write(out, screen.flush())
+                try:
+                    data = sock.recv(65536)
+                except OSError:  # the link went down under it
                     return
-                _write(out, screen.feed(data))
+                if not data:
+                    return
+                _write(out, shown.take(1, data, replay))
             else:
                 data = os.read(in_fd, 4096)
                 if not data:
                     selector.unregister(in_fd)
                     continue
-                sock.sendall(data)
+                try:
+                    sock.sendall(data)
+                except OSError:
+                    return
 
 
 def _write(out: IO[bytes], data: bytes) -> None:
@@ -165,8 +195,24 @@ def stream_output(
     on_attached: Callable[[], None] | None = None,
 ) -> int:
     """For non-TTY runs (scripts, `-p`): copy stdout/stderr until exit; return the status."""
+    end = follow_output(client, container_id, stdout=stdout, stderr=stderr, on_attached=on_attached)
+    return 1 if end.exit_code is None else end.exit_code
+
+
+def follow_output(
+    client: docker.DockerClient,
+    container_id: str,
+    *,
+    stdout: IO[bytes] | None = None,
+    stderr: IO[bytes] | None = None,
+    on_attached: Callable[[], None] | None = None,
+    shown: Shown | None = None,
+    lost: threading.Event | None = None,
+) -> SessionEnd:
+    """`stream_output` that can be picked up again: `shown` and `lost` as in `attach_tty`."""
     targets = {1: stdout or sys.stdout.buffer, 2: stderr or sys.stderr.buffer}
-    screens = {1: TermFilter(), 2: TermFilter()}
+    shown = shown if shown is not None else Shown()
+    replay = shown.replay()
     api = client.api
     try:
         hijacked = api.attach_socket(
@@ -177,12 +223,22 @@ def stream_output(
         try:
             for stream_id, data in iter_frames(hijacked):
                 stream = 2 if stream_id == 2 else 1
-                _write(targets[stream], screens[stream].feed(data))
-            for stream, screen in screens.items():
-                _write(targets[stream], screen.flush())
+                _write(targets[stream], shown.take(stream, data, replay))
+        except OSError:
+            if lost is None or not lost.is_set():
+                raise
         finally:
-            hijacked.close()
+            with contextlib.suppress(OSError):
+                hijacked.close()
+        if lost is not None and lost.is_set():
+            return SessionEnd(exit_code=None, link_lost=True)
+        for stream, screen in shown.screens.items():
+            _write(targets[stream], screen.flush())
         result = api.wait(container_id)
     except docker.errors.DockerException as exc:
+        if lost is not None and lost.is_set():
+            return SessionEnd(exit_code=None, link_lost=True)
         raise EngineError(f"lost the bottle's output: {exc}") from None
-    return int(result.get("StatusCode", 1))
+    except OSError as exc:
+        raise EngineError(f"lost the bottle's output: {exc}") from None
+    return SessionEnd(exit_code=int(result.get("StatusCode", 1)))

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker import supervisor
 from remotebottle.backend.docker.supervisor import ProposalGone
-from remotebottle.errors import BottleError, EngineError
+from remotebottle.errors import BottleError, EngineError, printable
 from remotebottle.supervise.model import Decision, Proposal
 
 __all__ = ["ProposalGone", "answer", "pending"]
@@ -57,7 +57,12 @@ def _proposal(item: Any, labels: dict[str, str]) -> Proposal:
             }
         )
     except ValidationError as exc:
-        raise BottleError(f"a supervisor listed a malformed proposal: {exc}") from None
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise BottleError(
+            f"a supervisor listed a malformed proposal ({exc.error_count()} problems,"
+            f" the first: {printable(where, 100)}: {printable(first['msg'])})"
+        ) from None
 
 
 def answer(client: docker.DockerClient, proposal: Proposal, decision: Decision) -> None:

@@ -5,7 +5,7 @@ What to connect to is an `SshEndpoint` (`endpoint`), merged with `~/.ssh/config`
 a key pinned by the caller; unknown and changed keys are refused, never added. Keys to log
 in with come from ssh-agent and identity files (`ssh_auth`). Every failure is a one-line
 `ConnectError`. Reaching the server (TCP, key exchange, streamlocal channels) is
-`handshake`.
+`handshake`; a command's input and output on its channel, `channel_io`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -21,6 +22,7 @@ from typing import Any, Self
 import paramiko
 
 from remotebottle.errors import ConnectError, HostError
+from remotebottle.transport.channel_io import LOST, drain, feed, relay_lines
 from remotebottle.transport.endpoint import SshEndpoint, as_endpoint
 from remotebottle.transport.handshake import (
     StreamlocalTransport,
@@ -148,10 +150,7 @@ class SshConnection:
             HostError: the command did not finish within `timeout` seconds.
             ConnectError: the connection is gone.
         """
-        try:
-            chan = self._live().open_session(timeout=self.target.connect_timeout)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise self._lost(exc) from None
+        chan = self._open_session()
         expired = threading.Event()
 
         def expire() -> None:
@@ -167,14 +166,13 @@ class SshConnection:
         err: list[bytes] = []
         try:
             chan.exec_command(cmd)
-            feeder = threading.Thread(target=_feed, args=(chan, input or b""), daemon=True)
-            feeder.start()
-            reader = threading.Thread(target=_drain, args=(chan.recv_stderr, err), daemon=True)
+            threading.Thread(target=feed, args=(chan, input or b""), daemon=True).start()
+            reader = threading.Thread(target=drain, args=(chan.recv_stderr, err), daemon=True)
             reader.start()
-            _drain(chan.recv, out)
+            drain(chan.recv, out)
             reader.join()
             chan.status_event.wait(timeout)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
+        except LOST as exc:
             if not expired.is_set():
                 raise self._lost(exc) from None
         finally:
@@ -182,17 +180,44 @@ class SshConnection:
                 timer.cancel()
             chan.close()
         if expired.is_set():
-            raise HostError(
-                f"{self.target.label}: `{short(cmd)}` did not finish within {timeout:g}s"
-            )
+            raise self._too_slow(cmd, timeout)
         status = chan.exit_status if chan.exit_status_ready() else -1
         return status, b"".join(out), b"".join(err)
+
+    def stream(
+        self, cmd: str, *, input: bytes, on_line: Callable[[str], None], timeout: float
+    ) -> int:
+        """Run `cmd` on the host, feeding `input` to its stdin (then EOF), and hand each line
+        of its output (stdout and stderr merged, in order) to `on_line` as it arrives.
+
+        Returns:
+            The exit status; -1 if the host reported none.
+
+        Raises:
+            HostError: the command did not finish within `timeout` seconds.
+            ConnectError: the connection is gone.
+        """
+        chan = self._open_session()
+        deadline = time.monotonic() + timeout
+        try:
+            chan.set_combine_stderr(True)
+            chan.exec_command(cmd)
+            threading.Thread(target=feed, args=(chan, input), daemon=True).start()
+            relay_lines(chan, deadline, on_line, self.is_active)
+            chan.status_event.wait(max(deadline - time.monotonic(), 0.1))
+        except TimeoutError:  # before LOST, which it is a kind of (OSError)
+            raise self._too_slow(cmd, timeout) from None
+        except LOST as exc:
+            raise self._lost(exc) from None
+        finally:
+            chan.close()
+        return chan.exit_status if chan.exit_status_ready() else -1
 
     def sftp(self) -> paramiko.SFTPClient:
         """An SFTP client on this connection (close it when done)."""
         try:
             client = paramiko.SFTPClient.from_transport(self._live())
-        except (paramiko.SSHException, EOFError, OSError) as exc:
+        except LOST as exc:
             raise self._lost(exc) from None
         if client is None:
             raise ConnectError(f"{self.target.label}: the host refused the SFTP subsystem")
@@ -215,7 +240,7 @@ class SshConnection:
                 hint=f"check that the socket exists, {self.target.user} may use it, and sshd"
                 " allows stream-local forwarding (AllowStreamLocalForwarding)",
             ) from None
-        except (paramiko.SSHException, EOFError, OSError) as exc:
+        except LOST as exc:
             raise self._lost(exc) from None
 
     # -- internals -------------------------------------------------------------------------
@@ -226,6 +251,15 @@ class SshConnection:
                 f"{self.target.label}: not connected", hint="the SSH connection was closed or lost"
             )
         return self._transport
+
+    def _open_session(self) -> paramiko.Channel:
+        try:
+            return self._live().open_session(timeout=self.target.connect_timeout)
+        except LOST as exc:
+            raise self._lost(exc) from None
+
+    def _too_slow(self, cmd: str, timeout: float | None) -> HostError:
+        return HostError(f"{self.target.label}: `{short(cmd)}` did not finish within {timeout:g}s")
 
     def _lost(self, exc: BaseException) -> ConnectError:
         return ConnectError(
@@ -298,23 +332,6 @@ class SshConnection:
             transport.close()
             raise
         return transport
-
-
-def _feed(chan: paramiko.Channel, data: bytes) -> None:
-    try:
-        if data:
-            chan.sendall(data)
-        chan.shutdown_write()
-    except (OSError, EOFError, paramiko.SSHException):
-        pass
-
-
-def _drain(recv: Any, into: list[bytes]) -> None:
-    while True:
-        chunk = recv(65536)
-        if not chunk:
-            return
-        into.append(chunk)
 
 
 # -- host keys for `rbottle hosts trust` ---------------------------------------------------

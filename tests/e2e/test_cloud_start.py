@@ -78,8 +78,12 @@ class Watcher(threading.Thread):
         self.seen["local engine untouched"] = set(owned(self.local)) == self.local_before
         self.seen["secret on the vm's disk"] = grep_vm_disk(vm, self.secret)
         self.seen["the dashboard's view"] = self._dashboard_view()
+        manifest = load([self.manifest])
         listed = list_bottles(
-            resolve_host("cloudy", load([self.manifest]), self.cloud.registry), progress=print
+            manifest,
+            resolve_host("cloudy", manifest, self.cloud.registry),
+            progress=print,
+            registry=self.cloud.registry,
         )
         self.seen["rbottle list --host cloudy"] = [(b.identity, b.status) for b in listed]
         [identity] = state.known_identities()

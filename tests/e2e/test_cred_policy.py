@@ -21,7 +21,7 @@ import pytest
 from pydantic import SecretStr
 
 from remotebottle.backend.base import Bottle
-from remotebottle.backend.docker import credproxy
+from remotebottle.backend.docker import credproxy, lab
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.docker.provision import AGENT_UID
@@ -132,9 +132,10 @@ echo "stripped beta: $(curl -sS -o /dev/null -w '%{{http_code}}' -m 20 \\
 """
     spec = bottle_spec(Command(mode="exec", argv=("sh", "-c", script)), secret)
     backend = DockerBottleBackend(docker_client)
-    options = LaunchOptions(tty=False, trusted_hosts=(FAKE_API_ALIAS,), before_agent_start=api.join)
+    options = LaunchOptions(tty=False, before_agent_start=api.join)
     out = io.BytesIO()
-    with backend.launch(backend.prepare(spec), options) as bottle:
+    plan = lab.trusting_private_upstreams(backend.prepare(spec), [FAKE_API_ALIAS])
+    with backend.launch(plan, options) as bottle:
         code = stream_output(
             docker_client,
             bottle.agent_container,
@@ -176,8 +177,9 @@ def test_the_agent_holds_only_a_placeholder_and_cannot_reach_the_proxy_directly(
     api = fake_api()
     spec = bottle_spec(Command(mode="exec", argv=("sleep", "infinity")), "sk-ant-e2e-x" * 3)
     backend = DockerBottleBackend(docker_client)
-    options = LaunchOptions(tty=False, trusted_hosts=(FAKE_API_ALIAS,), before_agent_start=api.join)
-    with backend.launch(backend.prepare(spec), options) as bottle:
+    options = LaunchOptions(tty=False, before_agent_start=api.join)
+    plan = lab.trusting_private_upstreams(backend.prepare(spec), [FAKE_API_ALIAS])
+    with backend.launch(plan, options) as bottle:
         backend.release(bottle)
         agent = docker_client.containers.get(bottle.agent_container)
         networks = agent.attrs["NetworkSettings"]["Networks"]

@@ -16,6 +16,7 @@ import docker
 import pytest
 from pydantic import SecretStr
 
+from remotebottle.backend.docker import lab
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.spec import BottleSpec, Command, Secretish
 from remotebottle.demo import fake_aws_key, probes
@@ -56,9 +57,10 @@ def test_claude_code_turn_through_the_egress_proxy(
         },
     )
     backend = DockerBottleBackend(docker_client)
-    options = LaunchOptions(tty=False, trusted_hosts=("fake-api",), before_agent_start=api.join)
+    options = LaunchOptions(tty=False, before_agent_start=api.join)
     out = io.BytesIO()
-    with backend.launch(backend.prepare(spec), options) as bottle:
+    plan = lab.trusting_private_upstreams(backend.prepare(spec), ["fake-api"])
+    with backend.launch(plan, options) as bottle:
         inspect = docker_client.api.inspect_container(bottle.agent_container)
         code = stream_output(
             docker_client,
@@ -95,11 +97,11 @@ def test_claude_code_turn_over_https_is_intercepted(
     backend = DockerBottleBackend(docker_client)
     options = LaunchOptions(
         tty=False,
-        trusted_hosts=("fake-api",),
         before_agent_start=api.join,
         upstream_ca_certs=(api.tls.ca_pem,),
     )
-    code, out, _ = run_to_end(backend, backend.prepare(spec), options)
+    plan = lab.trusting_private_upstreams(backend.prepare(spec), ["fake-api"])
+    code, out, _ = run_to_end(backend, plan, options)
     assert code == 0, out.getvalue().decode(errors="replace")[-2000:]
     assert "Over TLS through pipelock." in out.getvalue().decode()
     assert any(r["path"].startswith("/v1/messages") for r in api.requests())
@@ -124,7 +126,6 @@ def test_secrets_inside_https_are_refused(
     backend = DockerBottleBackend(docker_client)
     options = LaunchOptions(
         tty=False,
-        trusted_hosts=("fake-api",),
         before_agent_start=api.join,
         upstream_ca_certs=(api.tls.ca_pem,),
     )
@@ -137,7 +138,8 @@ def test_secrets_inside_https_are_refused(
         "header": [*curl, "-H", f"Authorization: AWS4-HMAC-SHA256 Credential={key}/x", url],
         "custom header": [*curl, "-H", f"X-Trace: {key}", url],
     }
-    with backend.launch(backend.prepare(spec), options) as bottle:
+    plan = lab.trusting_private_upstreams(backend.prepare(spec), ["fake-api"])
+    with backend.launch(plan, options) as bottle:
         backend.release(bottle)
         agent = docker_client.containers.get(bottle.agent_container)
         got = {}

@@ -20,6 +20,7 @@ import pytest
 from pydantic import SecretStr
 
 from remotebottle import hostnames
+from remotebottle.backend.docker import lab
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.spec import BottleSpec, Command, RouteSpec, Secretish
 from remotebottle.errors import BottleError
@@ -243,8 +244,9 @@ def test_an_approved_egress_host_is_reachable_at_once_and_the_proxy_is_not_resta
     )
     backend = DockerBottleBackend(docker_client)
     # fake-api sits on a private address: trusted past SSRF once (and only once) allowed.
-    options = LaunchOptions(tty=False, trusted_hosts=("fake-api",), before_agent_start=api.join)
-    with backend.launch(backend.prepare(spec), options) as made:
+    plan = lab.trusting_private_upstreams(backend.prepare(spec), ["fake-api"])
+    options = LaunchOptions(tty=False, before_agent_start=api.join)
+    with backend.launch(plan, options) as made:
         backend.release(made)
         agent = Agent(docker_client, spec.identity, made.agent_container)
         try:

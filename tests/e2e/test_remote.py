@@ -20,6 +20,7 @@ import docker
 import pytest
 from pydantic import SecretStr
 
+from remotebottle.backend.docker import lab
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.spec import BottleSpec, Command, Secretish
@@ -82,10 +83,12 @@ def test_cli_start_runs_on_the_vm_and_keeps_secrets_off_its_disk(
         agent = wait_for_agent(vm, proc)
         assert set(owned(docker_client)) == local_before, "the bottle touched the local engine"
         assert grep_vm_disk(vm, secret) == "", "the secret is on the VM's disk"
+        # `list` asks the host the live session recorded; `--host` narrows it to one.
         statuses = listed_status(project)
-        assert list(statuses.values()) == ["elsewhere"], statuses
+        assert list(statuses.values()) == ["running"], statuses
         identity = next(iter(statuses))
         assert listed_status(project, "--host", "vm") == {identity: "running"}
+        assert listed_status(project, "--host", "local") == {identity: "elsewhere"}
         running = json.loads((isolated_state() / "state" / identity / "metadata.json").read_text())
         assert running["phase"] == "running", running
         vm.sh(f"docker exec {agent} touch /tmp/go")
@@ -227,9 +230,10 @@ def test_on_the_vm_the_egress_proxy_still_decides_what_leaves(
         plan = backend.prepare(spec)
         assert pipelock_image in place_images(engine, plan, progress=lambda _m: None).shipped
         api = FakeApi(engine.client, agent_image, "Through pipelock on a fake VM.")
-        options = LaunchOptions(tty=False, trusted_hosts=("fake-api",), before_agent_start=api.join)
+        options = LaunchOptions(tty=False, before_agent_start=api.join)
         try:
-            code, out, err = run_to_end(backend, plan, options)
+            trusting = lab.trusting_private_upstreams(plan, ["fake-api"])
+            code, out, err = run_to_end(backend, trusting, options)
             assert any(r["path"].startswith("/v1/messages") for r in api.requests())
         finally:
             api.remove()

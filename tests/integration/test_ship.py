@@ -19,8 +19,8 @@ import docker.errors
 import pytest
 
 from remotebottle.errors import EngineError
+from remotebottle.ops.ship import ShipProgress, ship_images
 from remotebottle.transport.docker_tunnel import DockerTunnel
-from remotebottle.transport.ship import ShipProgress, ship_images
 from tests.integration.fakevm import BASE_IMAGE, TEST_LABEL, FakeVm, fakevm
 
 __all__ = ["fakevm"]

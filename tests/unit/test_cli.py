@@ -1,4 +1,4 @@
-"""The command line: help that teaches, honest unlanded commands, clean one-line errors."""
+"""The command line: help that teaches, clean one-line errors."""
 
 from __future__ import annotations
 
@@ -300,6 +300,23 @@ def test_hosts_lists_manifest_entries(project: Path, capsys: pytest.CaptureFixtu
     assert rows["local"]["provider"] == "local"
     assert rows["vm1"]["where"] == "admin@vm1.example.test:2200"
     assert rows["cloud"]["lifetime"] == "per session"
+
+
+@pytest.mark.parametrize(("marker", "status"), [("", "known"), ("@revoked ", "unknown")])
+def test_hosts_reads_host_keys_from_known_hosts(
+    project: Path, isolated_home: Path, capsys: pytest.CaptureFixture[str], marker: str, status: str
+) -> None:
+    import paramiko
+
+    key = paramiko.ECDSAKey.generate()
+    ssh_dir = isolated_home / ".ssh"
+    ssh_dir.mkdir(mode=0o700)
+    line = f"{marker}[vm1.example.test]:2200 {key.get_name()} {key.get_base64()}\n"
+    (ssh_dir / "known_hosts").write_text(line)
+    code, out, _ = run(capsys, "hosts", "--format=json")
+    assert code == 0
+    keys = {row["name"]: row["host_key"] for row in json.loads(out)}
+    assert keys == {"local": None, "vm1": status, "cloud": None}
 
 
 def test_doctor_without_engine_fails_with_a_fix(

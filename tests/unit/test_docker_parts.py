@@ -82,9 +82,7 @@ def test_egress_ca_is_a_fresh_ecdsa_p256_ca() -> None:
 
 def test_env_file_quotes_every_value_for_the_shell(tmp_path: Path) -> None:
     nasty = 'it\'s $(rm -rf /) `x` "q" \\ \n newline'
-    data = provision.env_file(
-        spec(env={"A": Secretish("literal", SecretStr(nasty))}), {"B": "plain"}
-    )
+    data = provision.env_file(spec(env={"A": Secretish("literal", SecretStr(nasty))}))
     script = tmp_path / "env"
     script.write_bytes(data)
     out = subprocess.run(
@@ -97,7 +95,7 @@ def test_env_file_quotes_every_value_for_the_shell(tmp_path: Path) -> None:
 
 def test_env_file_refuses_unresolved_values() -> None:
     with pytest.raises(ValueError, match="not resolved"):
-        provision.env_file(spec(env={"A": Secretish("asked at start")}), {})
+        provision.env_file(spec(env={"A": Secretish("asked at start")}))
 
 
 @pytest.mark.parametrize(

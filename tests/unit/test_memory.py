@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from remotebottle import memory, safetar, state
+from remotebottle.backend.docker import transcript
 from remotebottle.backend.docker.backend import DockerBottleBackend
 from remotebottle.cli import main
 from remotebottle.cli.review import SHOW_TOTAL_LINES, render_review
@@ -539,9 +540,8 @@ def test_the_restore_is_filtered_again_and_streamed_from_a_file(tmp_path: Path) 
             (entry("projects/x", tarfile.SYMTYPE, linkname="/"), None),
         )
     )
-    backend, _, _ = backend_with(b"")
     container = FakeApi(b"")
-    backend._restore_transcript(container, archive)
+    transcript.restore(container, archive)
     [(path, data)] = container.put
     assert path == "/home/agent/.claude"
     assert set(names(data)) == {"projects", "projects/-home-agent-work", TRANSCRIPT}

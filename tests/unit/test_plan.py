@@ -91,6 +91,32 @@ def test_dry_run_spec_reads_no_value_and_asks_nothing(loaded: manifest.Manifest)
     ]
 
 
+def test_the_confirmed_spec_gets_its_values_once_without_rereading_the_manifest(
+    loaded: manifest.Manifest,
+) -> None:
+    asked: list[str] = []
+    environ = dict(ENV)
+    preview = build_spec(
+        loaded,
+        "implementer",
+        command=Command(),
+        environ=environ,
+        resolve_secrets=False,
+        prompter=lambda q: asked.append(q) or "answer",
+    )
+    assert asked == [], "the preflight asks nothing"
+    environ["RB_TEST_TOKEN"] = SECRET + "-at-start"  # values are read when the session starts
+    running = preview.with_values()
+    assert asked == ["a question"]
+    assert running.identity == preview.identity
+    assert plan(running, None).to_dict() == plan(preview, None).to_dict()
+    values = {name: v.value.get_secret_value() for name, v in running.env.items() if v.value}
+    assert values == {"GIT_AUTHOR_NAME": "Bottled", "TOKEN": SECRET + "-at-start", "ASK": "answer"}
+    [route] = running.routes
+    assert route.inject["x-api-key"].value is not None
+    assert running.with_values() == running and asked == ["a question"], "resolved only once"
+
+
 def test_dry_run_still_requires_named_variables(loaded: manifest.Manifest) -> None:
     with pytest.raises(
         ManifestError, match=r"bottles.dev.env.TOKEN: \$\{RB_TEST_TOKEN\} is not set"

@@ -227,8 +227,7 @@ class CheckOnlyHost:
         self.commands.append(cmd)
         return (0 if self.answer.startswith(b"rbottle-check: ready") else 1), self.answer, b""
 
-    @property
-    def transport(self) -> Any:
+    def stream(self, cmd: str, **_: Any) -> int:
         raise AssertionError("nothing but the check may run")
 
 

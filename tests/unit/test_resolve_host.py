@@ -23,7 +23,7 @@ from remotebottle.hosts.resolve import (
     ssh_endpoint,
 )
 from remotebottle.manifest import Ec2Host
-from remotebottle.ops import session
+from remotebottle.ops import attach as session
 from remotebottle.transport.endpoint import SshEndpoint
 from tests.conftest import FULL_MANIFEST
 

@@ -342,6 +342,27 @@ def test_run_timeout(conn: SshConnection) -> None:
     assert conn.is_active()
 
 
+def test_stream_hands_on_each_line_with_stderr_merged(conn: SshConnection) -> None:
+    lines: list[str] = []
+    status = conn.stream("cat", input=b"one\r\ntwo\n\nlast", on_line=lines.append, timeout=5)
+    assert (status, lines) == (0, ["one", "two", "", "last"])
+    lines.clear()
+    assert conn.stream("fail", input=b"", on_line=lines.append, timeout=5) == 7
+    assert lines == ["boom"]
+
+
+def test_stream_timeout(conn: SshConnection) -> None:
+    with pytest.raises(HostError, match=r"`hang` did not finish within 0\.3s"):
+        conn.stream("hang", input=b"", on_line=lambda _: None, timeout=0.3)
+    assert conn.is_active()
+
+
+def test_stream_on_a_lost_connection_is_a_connect_error(conn: SshConnection) -> None:
+    conn.transport.close()
+    with pytest.raises(ConnectError, match="not connected"):
+        conn.stream("cat", input=b"", on_line=lambda _: None, timeout=5)
+
+
 def test_keepalive_tolerates_missed_beats(conn: SshConnection) -> None:
     sock = conn.transport.sock
     assert isinstance(sock, socket.socket)

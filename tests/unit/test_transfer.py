@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from remotebottle.cli.transfer import render_ship_progress
-from remotebottle.transport.ship import ShipProgress
+from remotebottle.ops.ship import ShipProgress
 
 pytestmark = pytest.mark.unit
 

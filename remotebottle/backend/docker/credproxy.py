@@ -25,7 +25,9 @@ from remotebottle.backend.docker.sidecar import (
     AgentGrant,
     SidecarSite,
     internal_subnet,
+    logged,
     start_container,
+    wait_ready,
 )
 from remotebottle.backend.docker.vault import Vault
 from remotebottle.backend.spec import ANTHROPIC_ROLE, RouteSpec
@@ -36,7 +38,6 @@ PORT = 8080
 UID = 10001
 VAULT_DIR = "credproxy"
 MOUNT = "/run/rbottle-vault"
-READY_TIMEOUT = 30.0
 SCRIPTS = ("credproxy.js", "anthropic_policy.js")
 TRUST_FILE = "upstream-cas.pem"
 # What Claude Code holds instead of a token: it must send something, and this is not a secret.
@@ -123,22 +124,9 @@ def start(
         mem_limit="256m",
         pids_limit=128,
     )
-    _wait_listening(proxy)
+    wait_ready(proxy, "the credential proxy", logged('"event":"listening"'))
     no_proxy = () if egress_proxy else (ALIAS,)
     return AgentGrant(env=agent_env(spec.routes), no_proxy=no_proxy, containers=(str(proxy.id),))
-
-
-def _wait_listening(proxy: Any) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        proxy.reload()
-        logs = proxy.logs().decode(errors="replace")
-        if '"event":"listening"' in logs:
-            return
-        if proxy.status not in ("created", "running"):
-            raise BottleError(f"the credential proxy stopped: {logs.strip()[-300:]}")
-        time.sleep(0.1)
-    raise BottleError(f"the credential proxy did not start in {READY_TIMEOUT:.0f}s")
 
 
 def current_table(client: docker.DockerClient, identity: str) -> list[dict[str, Any]]:
@@ -189,9 +177,7 @@ def _swap_table(proxy: Any, vault: Vault, table: bytes) -> str | None:
 
 
 def _running_proxy(client: docker.DockerClient, identity: str) -> Any:
-    found = client.containers.list(
-        filters={"label": [f"{L.IDENTITY}={identity}", f"{L.ROLE}={L.ROLE_CRED_PROXY}"]}
-    )
+    found = L.find(client, role=L.ROLE_CRED_PROXY, identity=identity, running_only=True)
     if not found:
         raise BottleError(
             f"bottle {identity} was started without a credential proxy: no routes to change",

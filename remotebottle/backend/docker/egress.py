@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +22,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from remotebottle import pins
+from remotebottle.backend.docker import lab
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.sidecar import (
     AgentGrant,
     SidecarSite,
     address_on,
+    answers,
     start_container,
+    wait_ready,
 )
 from remotebottle.backend.docker.vault import Vault
 from remotebottle.errors import BottleError, EngineError
@@ -50,7 +52,6 @@ TRUST_SECTION = "egress-trust"
 # Long agent sessions keep one CONNECT tunnel open for a long time (pipelock's default: 300 s).
 MAX_TUNNEL_SECONDS = 24 * 3600
 IDLE_TUNNEL_SECONDS = 900
-READY_TIMEOUT = 30.0
 FORWARD_TIMEOUT_SECONDS = 3600
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 # Bodies are scanned whole and refused above this (pipelock's default, 5 MB, is below a long
@@ -127,8 +128,8 @@ def pipelock_config(
     Args:
         allowlist: the effective allowlist (defaults plus the bottle's hosts).
         trusted: hosts that may resolve to private addresses once they are allowed (strict
-            mode refuses a host off the allowlist whatever this says); empty in production,
-            set by the demo and the tests for upstreams they start.
+            mode refuses a host off the allowlist whatever this says): the bottle's own
+            sidecars, and the demo's and the tests' upstreams (`lab`).
         with_secrets: the vault holds the bottle's secret values at SECRETS_PATH.
     """
     dlp: dict[str, Any] = {"include_defaults": True}
@@ -212,7 +213,6 @@ def healthcheck_command() -> list[str]:
 
 def start(
     site: SidecarSite,
-    trusted_hosts: Sequence[str],
     upstream_cas: Sequence[bytes],
     sidecars: Sequence[str] = (),
 ) -> tuple[AgentGrant, str]:
@@ -220,7 +220,6 @@ def start(
 
     Args:
         site: the bottle being launched.
-        trusted_hosts: allowlisted hosts that may resolve to private addresses (tests).
         upstream_cas: PEM CA certificates trusted for upstream TLS beyond the image's bundle.
         sidecars: the bottle's sidecars the agent reaches through the proxy, by name on
             the outside network (allowed, at their private addresses).
@@ -238,7 +237,9 @@ def start(
         if v.value is not None and v.source != "literal"
     )
     config = pipelock_config(
-        [*plan.allowlist, *sidecars], (*trusted_hosts, *sidecars), with_secrets=bool(secrets)
+        [*plan.allowlist, *sidecars],
+        (*lab.private_upstreams(plan), *sidecars),
+        with_secrets=bool(secrets),
     )
     files = {"pipelock.yaml": config.encode(), "ca.pem": ca.cert_pem, "ca-key.pem": ca.key_pem}
     site.vault.put("egress", files | ({"secrets.txt": secrets} if secrets else {}))
@@ -255,7 +256,8 @@ def start(
         environment=trust_env() if trust else {},
         mem_limit="256m",
     )
-    _wait_healthy(proxy)
+    hint = f"pinned image {pins.pipelock_image()}"
+    wait_ready(proxy, "the egress proxy", answers(healthcheck_command()), hint=hint)
     proxies = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
     grant = AgentGrant(
         env={name: PROXY_URL for name in proxies},
@@ -264,22 +266,6 @@ def start(
     )
     assert site.outside is not None
     return grant, address_on(proxy, site.outside)
-
-
-def _wait_healthy(proxy: Any) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        proxy.reload()
-        if proxy.status != "running":
-            logs = proxy.logs(tail=5).decode(errors="replace").strip()
-            raise BottleError(
-                f"the egress proxy stopped: {logs[-300:]}",
-                hint=f"pinned image {pins.pipelock_image()}",
-            )
-        if proxy.exec_run(healthcheck_command()).exit_code == 0:
-            return
-        time.sleep(0.2)
-    raise BottleError(f"the egress proxy did not become healthy in {READY_TIMEOUT:.0f}s")
 
 
 def current_allowlist(client: docker.DockerClient, identity: str) -> list[str]:
@@ -304,9 +290,7 @@ def reload_allowlist(client: docker.DockerClient, identity: str, allowlist: list
 
 
 def _running_proxy(client: docker.DockerClient, identity: str) -> Any:
-    found = client.containers.list(
-        filters={"label": [f"{L.IDENTITY}={identity}", f"{L.ROLE}={L.ROLE_EGRESS}"]}
-    )
+    found = L.find(client, role=L.ROLE_EGRESS, identity=identity, running_only=True)
     if not found:
         raise BottleError(
             f"bottle {identity} has no egress proxy (its egress is disabled): no allowlist to"

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import docker
 import docker.errors
@@ -31,8 +29,10 @@ from remotebottle.backend.docker.images import build_git_gate_image
 from remotebottle.backend.docker.sidecar import (
     AgentGrant,
     SidecarSite,
+    answers,
     internal_subnet,
     start_container,
+    wait_ready,
 )
 from remotebottle.backend.spec import GitRemoteSpec
 from remotebottle.errors import BottleError, EngineError
@@ -43,7 +43,6 @@ UID = 10002
 VAULT_DIR = "gitgate"
 MOUNT = "/vault"  # the gate image's server reads /vault/gitgate
 MIRRORS = "/srv/mirrors"
-READY_TIMEOUT = 30.0
 _USER = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]*$")
 
 
@@ -205,23 +204,10 @@ def start(site: SidecarSite) -> AgentGrant:
         mem_limit="1g",
         pids_limit=256,
     )
-    _wait_ready(gate)
+    health = ["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{PORT}/_health"]
+    wait_ready(gate, "the git gate", answers(health))
     return AgentGrant(
         home_files={".gitconfig": agent_gitconfig(named)},
         no_proxy=(ALIAS,),
         containers=(str(gate.id),),
     )
-
-
-def _wait_ready(gate: Any) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    health = ["curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{PORT}/_health"]
-    while time.monotonic() < deadline:
-        gate.reload()
-        if gate.status not in ("created", "running"):
-            logs = gate.logs(tail=10).decode(errors="replace").strip()
-            raise BottleError(f"the git gate stopped: {logs[-300:]}")
-        if gate.status == "running" and gate.exec_run(health).exit_code == 0:
-            return
-        time.sleep(0.1)
-    raise BottleError(f"the git gate did not start in {READY_TIMEOUT:.0f}s")

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import docker
+import docker.errors
+import requests
+
+from remotebottle.errors import EngineError
+
 PREFIX = "io.remotebottle"
 OWNER = f"{PREFIX}.owned"
 IDENTITY = f"{PREFIX}.identity"
@@ -30,3 +36,27 @@ def owned_filter(identity: str | None = None) -> dict[str, Any]:
     if identity:
         wanted.append(f"{IDENTITY}={identity}")
     return {"label": wanted}
+
+
+def find(
+    client: docker.DockerClient,
+    *,
+    role: str,
+    identity: str | None = None,
+    running_only: bool = False,
+) -> list[Any]:
+    """Our containers in `role` (of bottle `identity`, if given), running or not.
+
+    Raises:
+        EngineError: the engine did not answer or refused the listing.
+    """
+    filters = owned_filter(identity)
+    filters["label"].append(f"{ROLE}={role}")
+    try:
+        return list(
+            client.containers.list(all=not running_only, filters=filters, ignore_removed=True)
+        )
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        of = f" of {identity}" if identity else ""
+        raise EngineError(f"could not list the {role} containers{of}: {detail}") from None

@@ -141,9 +141,9 @@ def workdir_archive(cwd: Path) -> bytes:
     return tar.bytes()
 
 
-def env_file(spec: BottleSpec, extra: dict[str, str]) -> bytes:
-    """Shell `export` lines: the manifest env (resolved secrets) plus bottle settings."""
-    lines = [f"export {name}={shlex.quote(value)}" for name, value in extra.items()]
+def env_file(spec: BottleSpec) -> bytes:
+    """Shell `export` lines: the manifest env (resolved secrets)."""
+    lines = []
     for name, entry in spec.env.items():
         if entry.value is None:
             raise ValueError(f"env {name} was not resolved")

@@ -26,10 +26,8 @@ def refusals(client: docker.DockerClient, identity: str) -> list[dict[str, str]]
     """Every refusal the proxies of bottle `identity` logged, oldest first."""
     found: list[dict[str, str]] = []
     for role, by in ROLES.items():
+        containers = L.find(client, role=role, identity=identity)
         try:
-            containers = client.containers.list(
-                all=True, filters={"label": [f"{L.IDENTITY}={identity}", f"{L.ROLE}={role}"]}
-            )
             logs = b"".join(c.logs(stdout=True, stderr=True) for c in containers)
         except docker.errors.DockerException as exc:
             raise EngineError(f"could not read the {by}'s log: {exc}") from None

@@ -9,6 +9,8 @@ needs to use it: non-secret env, files for its home, hosts to reach without the 
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,11 +21,14 @@ import docker.errors
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.vault import Vault
 from remotebottle.backend.spec import BottlePlan
-from remotebottle.errors import EngineError
+from remotebottle.errors import BottleError, EngineError
 
 Progress = Callable[[str], None]
 # Every container of a bottle starts from this: no capabilities, no privilege gain.
 HARDENING: Mapping[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
+# How long a sidecar has to come up once started.
+READY_TIMEOUT = 30.0
+_UP = ("created", "running")
 
 
 @dataclass(frozen=True)
@@ -133,3 +138,59 @@ def internal_subnet(site: SidecarSite) -> str:
         return str(site.internal.attrs["IPAM"]["Config"][0]["Subnet"])
     except (docker.errors.DockerException, KeyError, IndexError) as exc:
         raise EngineError(f"could not read the bottle's network: {exc}") from None
+
+
+def logged(marker: str) -> Callable[[Any], bool]:
+    """Ready once the container's log holds `marker` (a server's "listening" event)."""
+    return lambda container: marker in container.logs().decode(errors="replace")
+
+
+def answers(command: list[str]) -> Callable[[Any], bool]:
+    """Ready once `command`, run in the container, exits 0 (a health check)."""
+    return lambda container: container.exec_run(command).exit_code == 0
+
+
+def wait_ready(container: Any, what: str, ready: Callable[[Any], bool], hint: str = "") -> None:
+    """Wait until the started sidecar `container` (`what`: "the git gate") is `ready`.
+
+    Raises:
+        BottleError: it stopped, or was not ready within READY_TIMEOUT; the message gives its
+            state and the last lines of its log.
+        EngineError: the engine did not answer.
+    """
+    deadline = time.monotonic() + READY_TIMEOUT
+    try:
+        while True:
+            container.reload()
+            if container.status not in _UP:
+                raise _stopped(container, what, hint)
+            if container.status == "running" and ready(container):
+                return
+            if time.monotonic() >= deadline:
+                raise BottleError(
+                    f"{what} did not start in {READY_TIMEOUT:.0f}s: {_state(container)}", hint=hint
+                )
+            time.sleep(0.1)
+    except docker.errors.DockerException as exc:
+        # A check run in a container that has just stopped fails: its stopping is the news.
+        with contextlib.suppress(docker.errors.DockerException):
+            container.reload()
+            if container.status not in _UP:
+                raise _stopped(container, what, hint) from None
+        raise EngineError(f"could not check on {what}: {exc}") from None
+
+
+def _stopped(container: Any, what: str, hint: str) -> BottleError:
+    return BottleError(f"{what} stopped: {_state(container)}", hint=hint)
+
+
+def _state(container: Any) -> str:
+    """The container's status (and exit code once it ended) and its last log lines, on one
+    line."""
+    state = container.attrs.get("State") or {}
+    status = str(state.get("Status") or container.status)
+    if status in ("exited", "dead"):
+        status += f" (exit {state.get('ExitCode', '?')})"
+    lines = container.logs(tail=10).decode(errors="replace").splitlines()
+    log = " | ".join(line.strip() for line in lines if line.strip())
+    return f"{status}; log: {log[-300:] or '(empty)'}"

@@ -14,7 +14,6 @@ or decide proposals.
 from __future__ import annotations
 
 import json
-import time
 from importlib import resources
 from typing import Any
 
@@ -23,7 +22,13 @@ import docker.errors
 
 from remotebottle import hostnames
 from remotebottle.backend.docker import labels as L
-from remotebottle.backend.docker.sidecar import HARDENING, AgentGrant, SidecarSite
+from remotebottle.backend.docker.sidecar import (
+    HARDENING,
+    AgentGrant,
+    SidecarSite,
+    logged,
+    wait_ready,
+)
 from remotebottle.backend.docker.streams import exec_with_stdin
 from remotebottle.errors import BottleError, EngineError
 
@@ -36,7 +41,6 @@ MOUNT = "/run/rbottle-vault"
 SCRIPT = f"{MOUNT}/{VAULT_DIR}/supervisor.py"
 CONTROL_DIR = "/run/supervisor"
 CONTROL = f"{CONTROL_DIR}/control.sock"
-READY_TIMEOUT = 30.0
 EXIT_GONE = 3  # the script's exit status for "no such pending proposal"
 
 PROPOSE_PATH = ".local/bin/rbottle-propose"
@@ -103,7 +107,7 @@ def start(site: SidecarSite) -> AgentGrant:
         container.start()
     except docker.errors.DockerException as exc:
         raise EngineError(f"could not start the bottle's supervisor: {exc}") from None
-    _wait_listening(container)
+    wait_ready(container, "the supervisor", logged('"event": "listening"'))
     return AgentGrant(
         env={"RBOTTLE_SUPERVISOR_URL": URL},
         home_files={PROPOSE_PATH: _resource("rbottle-propose"), SKILL_PATH: _resource("SKILL.md")},
@@ -112,28 +116,9 @@ def start(site: SidecarSite) -> AgentGrant:
     )
 
 
-def _wait_listening(container: Any) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        container.reload()
-        logs = container.logs().decode(errors="replace")
-        if '"event": "listening"' in logs:
-            return
-        if container.status not in ("created", "running"):
-            raise BottleError(f"the supervisor stopped: {logs.strip()[-300:]}")
-        time.sleep(0.1)
-    raise BottleError(f"the supervisor did not start in {READY_TIMEOUT:.0f}s")
-
-
 def running(client: docker.DockerClient, identity: str | None = None) -> list[Any]:
     """The running supervisor containers on this engine (of one bottle, if given)."""
-    wanted = [f"{L.OWNER}=1", f"{L.ROLE}={L.ROLE_SUPERVISOR}"]
-    if identity:
-        wanted.append(f"{L.IDENTITY}={identity}")
-    try:
-        return list(client.containers.list(filters={"label": wanted}))
-    except docker.errors.DockerException as exc:
-        raise EngineError(f"could not list the bottles' supervisors: {exc}") from None
+    return L.find(client, role=L.ROLE_SUPERVISOR, identity=identity, running_only=True)
 
 
 def _control(client: docker.DockerClient, container_id: str, args: list[str], data: bytes) -> str:

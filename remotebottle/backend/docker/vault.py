@@ -30,12 +30,7 @@ class Vault:
     @classmethod
     def attach(cls, client: docker.DockerClient, identity: str) -> Vault:
         """The vault of a running bottle, to replace files in it."""
-        try:
-            holders = client.containers.list(
-                filters={"label": [f"{L.IDENTITY}={identity}", f"{L.ROLE}={L.ROLE_SECRETS}"]}
-            )
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"could not find the vault of {identity}: {exc}") from None
+        holders = L.find(client, role=L.ROLE_SECRETS, identity=identity, running_only=True)
         if not holders:
             raise BottleError(f"bottle {identity} has no running vault")
         holder = holders[0]

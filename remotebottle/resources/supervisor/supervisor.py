@@ -192,8 +192,8 @@ VALIDATORS = {"egress": _egress, "cred-route": _cred_route, "capability": _capab
 
 def validate(kind: Any, payload: Any, rules: Rules = AGENT) -> dict[str, Any]:
     """The payload in canonical form, or `Invalid` saying what is wrong."""
-    if kind not in VALIDATORS:
-        raise Invalid(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
+    if not isinstance(kind, str) or kind not in VALIDATORS:
+        raise Invalid(f"unknown kind {str(kind)[:40]!r}: use one of {', '.join(KINDS)}")
     if not isinstance(payload, dict):
         raise Invalid("payload must be a JSON object")
     return VALIDATORS[kind](payload, rules)
