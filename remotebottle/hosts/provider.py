@@ -36,8 +36,9 @@ class Machine:
         user: the login user.
         host_key: the VM's SSH host key as a known_hosts key ("ssh-ed25519 AAAA..."),
             learned from the provider (console output, API); the only key accepted.
-        login_key: the per-session private key (OpenSSH PEM text), held in memory only;
-            empty when the provider logs in otherwise.
+        login_key: the per-session private key (OpenSSH PEM text); the session keeps a
+            copy in its local state dir (0600) while the VM lives, for `rbottle attach`
+            (`hosts.session_vm`); empty when the provider logs in otherwise.
         expires_at: when the dead-man timer powers it off without a heartbeat.
         details: what the preflight and `list` show (region, instance type, ...).
     """

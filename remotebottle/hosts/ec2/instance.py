@@ -2,7 +2,8 @@
 made for it.
 
 For session `<identity>` the provider imports a fresh ed25519 key pair `rbottle-<identity>`
-(the private half stays in memory), creates a security group `rbottle-<identity>` that
+(the private half stays on this machine: in memory, and in the session's local state
+while the VM lives), creates a security group `rbottle-<identity>` that
 lets TCP 22 in from the caller's public address only, and launches an instance as
 `bootstrap.launch_request` describes it (Debian 13, Docker and the dead-man timer from
 user-data, IMDSv2 only). Then it waits for the host key on the instance's console (read
@@ -79,7 +80,7 @@ class Ec2Provider(Provider):
         self._reachable = reachable or ssh_banner
         self._poll = poll_interval
         self._destroy_timeout = destroy_timeout
-        # Login keys of the sessions this provider made: the only copy, memory only.
+        # Login keys of the sessions this provider made (the session's state dir keeps a copy).
         self._login_keys: dict[str, str] = {}
 
     def adopt_login_key(self, identity: str, login_key: str) -> None:
@@ -130,7 +131,7 @@ class Ec2Provider(Provider):
         if identity not in self._login_keys:
             raise ProvisionError(
                 f"the EC2 instance {iid} of session {identity} exists, but its login key"
-                " (kept in memory only) is gone",
+                " (kept by the session that made it) is gone",
                 hint="`rbottle cleanup --orphans` destroys it; then start the session again",
             )
         progress(f"ec2: reusing instance {iid} of {identity}")

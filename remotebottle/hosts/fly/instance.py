@@ -6,7 +6,8 @@ the session's volume, the dead-man check) with the config `config.machine_config
 - its SSH host key (ed25519): the public half is `Machine.host_key`, so the first connection
   is already verified, never trust-on-first-use;
 - the login user's `authorized_keys`: the public half of a per-session ed25519 key whose
-  private half stays in memory (`Machine.login_key`);
+  private half stays on this machine (`Machine.login_key`; the session's local state
+  keeps a copy while the Machine lives);
 - the dead-man TTL: the Machine's main process exits when the heartbeat file is older than
   that, and `auto_destroy` then removes the Machine.
 
