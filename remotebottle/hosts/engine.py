@@ -117,7 +117,8 @@ def open_engine(
         if session is not None:
             stack.enter_context(session_vm.claim(session))
         if host.is_local:
-            client = connect_local_engine()
+            client = connect_local_engine()  # a quick answer, or "no engine"
+            client.api.timeout = int(timeout)  # then the same patience as a VM's engine
             stack.callback(client.close)
             yield Engine(host, client)
             return

@@ -51,11 +51,15 @@ class LinkWatch:
         interval: float = PING_INTERVAL,
         timeout: int = PING_TIMEOUT,
         misses: int = MISSES,
+        version: str | None = None,
     ) -> None:
         self._link = link
         self._interval = interval
         self._misses = misses
-        self._client = docker.DockerClient(base_url=link.tunnel.url, timeout=timeout)
+        # The engine's API version is known already: asking it again here could time out.
+        self._client = docker.DockerClient(
+            base_url=link.tunnel.url, timeout=timeout, version=version
+        )
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rbottle-link-watch", daemon=True)
@@ -171,7 +175,7 @@ def stay_attached(
     if link is None:
         return attach(None, again=False)
     host = engine.host.name
-    with LinkWatch(link) as watch:
+    with LinkWatch(link, version=engine.client.api.api_version) as watch:
         end = attach(watch.lost, again=False)
         while end.link_lost:
             progress(
