@@ -37,7 +37,7 @@ from remotebottle.cli import (
     start,
 )
 from remotebottle.cli.common import HelpFormatter
-from remotebottle.errors import RemoteBottleError, UsageError, printable
+from remotebottle.errors import EngineError, RemoteBottleError, UsageError, printable
 from remotebottle.hosts.registry import DEFAULT, Registry
 from remotebottle.logfilter import RedactSecrets
 
@@ -159,3 +159,26 @@ def main(argv: Sequence[str] | None = None, registry: Registry | None = None) ->
     except KeyboardInterrupt:
         console.info("interrupted")
         return 130
+    except Exception as exc:
+        if not _from_the_engine_client(exc):
+            raise
+        if debug:
+            for line in traceback.format_exc().splitlines():
+                console.info(printable(line))
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        console.error(
+            on_terminal(
+                EngineError(
+                    f"the Docker engine's connection failed: {first}",
+                    hint="the engine may be overloaded or gone; run the command again"
+                    " (`rbottle cleanup` removes what a failed start left)",
+                )
+            )
+        )
+        return EngineError.exit_code
+
+
+def _from_the_engine_client(exc: BaseException) -> bool:
+    """An error docker-py or its HTTP stack raised that no layer turned into ours: the
+    last line of defence against a traceback (a timeout under load, say)."""
+    return type(exc).__module__.split(".")[0] in ("docker", "requests", "urllib3")

@@ -340,3 +340,22 @@ def test_console_script_runs() -> None:
         timeout=60,
     )
     assert result.returncode == 0 and result.stdout.startswith("rbottle ")
+
+
+def test_an_engine_client_error_no_layer_caught_is_one_line(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timeout from docker-py's HTTP stack (seen under load) ends in one line, no
+    traceback: the real exception class, raised where a command would meet it."""
+    import requests
+
+    from remotebottle.cli import listing
+
+    def timed_out(_args: object) -> int:
+        raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=10)")
+
+    monkeypatch.setattr(listing, "run_command", timed_out)
+    code, _out, err = run(capsys, "list")
+    assert code == 1
+    assert "error: the Docker engine's connection failed: Read timed out" in err
+    assert "Traceback" not in err and err.count("\n") <= 2
