@@ -30,9 +30,10 @@ from remotebottle.backend.docker.engine import (
 )
 from remotebottle.backend.docker.images import agent_image, all_images, git_gate_image
 from remotebottle.backend.docker.labels import labels
-from remotebottle.backend.docker.planner import ALLOW_OLD_ENGINE_FLAG, gvisor_fallback_warning
+from remotebottle.backend.docker.planner import gvisor_fallback_warning
 from remotebottle.errors import RemoteBottleError
 from remotebottle.hosts.local import connect_local_engine
+from remotebottle.ops.plan import ALLOW_OLD_ENGINE_FLAG
 
 if TYPE_CHECKING:
     from remotebottle.hosts.resolve import HostTarget

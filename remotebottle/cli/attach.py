@@ -7,6 +7,7 @@ from typing import Any
 
 from remotebottle.cli import console
 from remotebottle.cli.common import add_command, report_outcome
+from remotebottle.cli.start import add_reconnect_option
 
 DESCRIPTION = """\
 Attach this terminal to the agent of a running bottle, after a detach (Ctrl-P
@@ -20,7 +21,11 @@ host key and login key recorded in the local state directory; that VM is
 destroyed when the bottle ends, as the session would have destroyed it.
 
 A bottle started without a terminal (`-p`, `-- CMD` from a script) shows all of
-its output since it started, then ends with its exit status."""
+its output since it started, then ends with its exit status.
+
+When the network to a remote host drops, attach says so once, keeps the bottle
+running there, reconnects by itself with backoff and shows what the bottle
+printed meanwhile, for up to --reconnect-limit seconds."""
 
 
 def register(sub: Any) -> None:
@@ -32,10 +37,17 @@ def register(sub: Any) -> None:
         epilog="example:\n  rbottle attach implementer-k3x9q",
     )
     parser.add_argument("identity", metavar="IDENTITY", help="the bottle's identity")
+    add_reconnect_option(parser)
     parser.set_defaults(func=run_command)
 
 
 def run_command(args: argparse.Namespace) -> int:
     from remotebottle.ops.attach import attach
 
-    return report_outcome(attach(args.identity, progress=console.info, registry=args.registry))
+    outcome = attach(
+        args.identity,
+        progress=console.info,
+        registry=args.registry,
+        reconnect_limit=args.reconnect_limit,
+    )
+    return report_outcome(outcome)

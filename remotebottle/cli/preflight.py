@@ -7,15 +7,11 @@ import shlex
 from rich.table import Table
 from rich.text import Text
 
-from remotebottle.backend.docker.planner import (
-    ALLOW_OLD_ENGINE_FLAG,
-    describe_engine,
-    describe_runtime,
-)
+from remotebottle.backend.docker.planner import describe_engine, describe_runtime
 from remotebottle.backend.spec import Command, GitRemoteSpec
 from remotebottle.cli import console
 from remotebottle.errors import printable
-from remotebottle.ops.plan import StartPlan
+from remotebottle.ops.plan import ALLOW_OLD_ENGINE_FLAG, StartPlan
 
 RED = "red bold"
 

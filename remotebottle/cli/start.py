@@ -93,6 +93,10 @@ def add_session_options(parser: argparse.ArgumentParser) -> None:
         help="start on a host whose Docker is older than 25.0.5 all the same: its internal"
         " networks leak DNS (CVE-2024-29018); refused without this flag",
     )
+    add_reconnect_option(parser)
+
+
+def add_reconnect_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--reconnect-limit",
         metavar="SECONDS",

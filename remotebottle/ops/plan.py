@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from remotebottle.backend.docker.engine import EngineFacts, engine_facts
+from remotebottle.backend.docker.engine import SAFE_ENGINE, EngineFacts, engine_facts
 from remotebottle.backend.docker.planner import plan
 from remotebottle.backend.spec import BottlePlan, Command
 from remotebottle.errors import EngineError
@@ -13,9 +13,15 @@ from remotebottle.hosts.local import connect_local_engine
 from remotebottle.hosts.registry import DEFAULT, Registry
 from remotebottle.hosts.resolve import HostTarget, resolve_host
 from remotebottle.manifest import Manifest
-from remotebottle.ops.link import RECONNECT_LIMIT
+from remotebottle.ops.link import RECONNECT_LIMIT, Progress
 from remotebottle.resolve import build_spec
 from remotebottle.values import Prompter, ask_no_echo
+
+ALLOW_OLD_ENGINE_FLAG = "--allow-old-engine"
+
+
+class EngineTooOld(EngineError):
+    """A host's engine is older than 25.0.5 and the user did not allow it."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,7 @@ def plan_start(
     )
     facts = _local_facts() if host.is_local else None
     vm = host.cloud_provider().preflight() if host.is_cloud else None
-    bottle = plan(spec, facts, old_engine_allowed=request.allow_old_engine)
+    bottle = plan(spec, facts)
     return StartPlan(host=host, bottle=bottle, vm=vm, allow_old_engine=request.allow_old_engine)
 
 
@@ -91,3 +97,29 @@ def _local_facts() -> EngineFacts | None:
         return None
     finally:
         client.close()
+
+
+def check_engine(
+    host: HostTarget, facts: EngineFacts, *, allowed: bool, progress: Progress
+) -> None:
+    """Refuse a host's engine older than 25.0.5 unless the user allowed it.
+
+    This machine's own engine is not refused: rbottle did not choose it, and the plan
+    warns about it. A host's engine is one rbottle chose or installed.
+
+    Raises:
+        EngineTooOld: the engine is a host's, too old, and not allowed.
+    """
+    if host.is_local or not facts.leaks_internal_dns:
+        return
+    if allowed:
+        flag = ALLOW_OLD_ENGINE_FLAG
+        progress(f"Docker {facts.version} on {host.name}: started anyway, as {flag} asks")
+        return
+    raise EngineTooOld(
+        f"Docker {facts.version} on {host.name} is older than {SAFE_ENGINE}: containers on"
+        " internal networks resolve names through the host (CVE-2024-29018), a way out of"
+        " the bottle; nothing was started",
+        hint=f"upgrade the engine (Debian 13's docker.io is 26.1.5), or start with"
+        f" {ALLOW_OLD_ENGINE_FLAG} to use it anyway",
+    )

@@ -22,7 +22,7 @@ from remotebottle.hosts.resolve import HostTarget
 from remotebottle.image_pins import check_containers
 from remotebottle.ops.images import place_images
 from remotebottle.ops.link import LinkGone, stay_attached
-from remotebottle.ops.plan import StartPlan, StartRequest
+from remotebottle.ops.plan import StartPlan, StartRequest, check_engine
 from remotebottle.ops.ship import ShipProgress
 from remotebottle.supervise import audit, capability
 
@@ -69,7 +69,9 @@ def start(
         preview.host, progress=progress, consent=consent, session=spec.identity
     ) as engine:
         backend = DockerBottleBackend(engine.client, progress)
-        plan = backend.prepare(spec, allow_old_engine=request.allow_old_engine)
+        facts = backend.engine_facts()
+        check_engine(preview.host, facts, allowed=request.allow_old_engine, progress=progress)
+        plan = backend.settle(replace(preview.bottle, spec=spec), facts)
         if plan.spec.command.mode == "interactive" and not sys.stdin.isatty():
             raise BottleError(
                 "an interactive session needs a terminal",
@@ -117,7 +119,7 @@ def start(
             except LinkGone as exc:
                 bottle.keep = True  # nothing reaches it now; it is there to attach to
                 state.write_metadata(replace(meta, phase="detached"))
-                raise _gone(exc, preview.host, spec.identity) from None
+                raise gone(exc, preview.host, spec.identity) from None
             if end.detached and preview.host.per_session:
                 progress(
                     f"{preview.host.name} makes a VM per session, which goes now: the bottle"
@@ -138,7 +140,8 @@ def start(
     return Outcome(spec.identity, end.exit_code, end.detached)
 
 
-def _gone(exc: LinkGone, host: HostTarget, identity: str) -> BottleError:
+def gone(exc: LinkGone, host: HostTarget, identity: str) -> BottleError:
+    """The error for a host that stayed away too long: where the bottle is now."""
     if host.per_session:
         return BottleError(
             exc.message,

@@ -14,8 +14,6 @@ from remotebottle.backend.defaults import CLAUDE_CODE_HOSTS, effective_allowlist
 from remotebottle.backend.docker.engine import EngineFacts, GvisorCheck, version_tuple
 from remotebottle.backend.docker.images import agent_image, git_gate_image
 from remotebottle.backend.docker.planner import (
-    EngineTooOld,
-    check_engine_allowed,
     checked,
     describe,
     describe_engine,
@@ -24,6 +22,9 @@ from remotebottle.backend.docker.planner import (
 )
 from remotebottle.backend.spec import BottleSpec, Command
 from remotebottle.errors import ManifestError
+from remotebottle.hosts.resolve import HostTarget
+from remotebottle.manifest.models import LocalHost, SshHost
+from remotebottle.ops.plan import EngineTooOld, check_engine
 from remotebottle.resolve import build_spec
 from tests.conftest import FULL_MANIFEST, SECRET
 
@@ -471,25 +472,29 @@ def test_an_unchecked_plan_is_settled_by_the_check_at_launch(loaded: manifest.Ma
 OLD = EngineFacts(version="20.10.24+dfsg1", runtimes=frozenset({"runc"}))
 
 
-def test_a_hosts_old_engine_is_refused_unless_allowed(loaded: manifest.Manifest) -> None:
-    remote = _exec_spec(loaded, host="vm1")
+def test_a_hosts_old_engine_is_refused_unless_allowed() -> None:
+    remote = HostTarget("vm1", SshHost(provider="ssh", address="vm1.example"))
+    said: list[str] = []
     with pytest.raises(EngineTooOld) as refused:
-        check_engine_allowed(remote, OLD, allowed=False)
+        check_engine(remote, OLD, allowed=False, progress=said.append)
     assert "Docker 20.10.24+dfsg1 on vm1 is older than 25.0.5" in refused.value.message
     assert "CVE-2024-29018" in refused.value.message
     assert "--allow-old-engine" in refused.value.hint
-    check_engine_allowed(remote, OLD, allowed=True)
-    allowed = plan(remote, OLD, old_engine_allowed=True)
-    assert any("started anyway, as --allow-old-engine asks" in w for w in allowed.warnings)
-    check_engine_allowed(remote, HOST_GVISOR, allowed=False)
+    check_engine(remote, OLD, allowed=True, progress=said.append)
+    assert said == ["Docker 20.10.24+dfsg1 on vm1: started anyway, as --allow-old-engine asks"]
+    check_engine(remote, HOST_GVISOR, allowed=False, progress=said.append)
+    assert len(said) == 1
 
 
 def test_this_machines_old_engine_is_warned_about_not_refused(
     loaded: manifest.Manifest,
 ) -> None:
-    local = _exec_spec(loaded)
-    check_engine_allowed(local, OLD, allowed=False)
-    result = plan(local, OLD)
+    said: list[str] = []
+    check_engine(
+        HostTarget("local", LocalHost(provider="local")), OLD, allowed=False, progress=said.append
+    )
+    assert said == []
+    result = plan(_exec_spec(loaded), OLD)
     assert result.engine is not None and result.engine.leaks_internal_dns
     assert result.to_dict()["engine"]["cve_2024_29018"] == "affected"
     assert any(w.endswith("(CVE-2024-29018): upgrade the engine") for w in result.warnings)

@@ -45,7 +45,6 @@ from remotebottle.backend.docker.images import (
     extra_ca_certs,
 )
 from remotebottle.backend.docker.planner import (
-    check_engine_allowed,
     checked,
     describe,
     gvisor_fallback_warning,
@@ -105,28 +104,38 @@ class DockerBottleBackend(BottleBackend):
 
     # -- planning ---------------------------------------------------------
 
-    def prepare(self, spec: BottleSpec, *, allow_old_engine: bool = False) -> BottlePlan:
-        """Plan `spec` on this engine: its version, and whether gVisor runs a container
-        here (checked now when the engine has an image to check with, else at launch).
+    def engine_facts(self) -> EngineFacts:
+        """The engine's version and runtimes.
 
         Raises:
-            EngineTooOld: a host's engine (not this machine's) is older than 25.0.5 and
-                `allow_old_engine` is not set.
             EngineError: the engine did not answer.
         """
-        facts = engine_facts(self.client)
-        check_engine_allowed(spec, facts, allowed=allow_old_engine)
+        return engine_facts(self.client)
+
+    def settle(self, confirmed: BottlePlan, facts: EngineFacts) -> BottlePlan:
+        """The plan the user confirmed, on this engine: the same spec and images, with the
+        engine's version and the runtime the bottle gets (whether gVisor runs a container
+        here is checked now when the engine has an image to check with, else at launch)."""
+        spec = confirmed.spec
         gvisor = known_gvisor_check(facts) if facts.has_gvisor else None
         if facts.has_gvisor and gvisor is None:
             image = gvisor_check_image(self.client)
             if image is not None:
                 gvisor = self._check_gvisor(spec, facts, image)
-        result = make_plan(spec, facts, gvisor, old_engine_allowed=allow_old_engine)
+        result = make_plan(spec, facts, gvisor)
         self._progress(describe(result))
         if gvisor is not None and not gvisor.works:
             # Not in any preflight: planning before connecting runs nothing on the engine.
             self._progress(f"warning: {gvisor_fallback_warning(facts, gvisor)}")
         return result
+
+    def prepare(self, spec: BottleSpec) -> BottlePlan:
+        """Plan `spec` on this engine in one step (`settle` of a plan made here).
+
+        Raises:
+            EngineError: the engine did not answer.
+        """
+        return self.settle(make_plan(spec, None), self.engine_facts())
 
     def _check_gvisor(self, spec: BottleSpec, facts: EngineFacts, image: str) -> GvisorCheck:
         self._progress("checking that a container runs under gVisor (runsc) here")

@@ -7,9 +7,9 @@ network, runs only `sleep`, and nothing of the agent's reaches it (see
 docs/threat-model.md). A registered runsc that cannot run a container falls back to runc
 with a warning saying the engine's reason.
 
-Engine version: Docker before 25.0.5 leaks DNS from internal networks (CVE-2024-29018).
-This machine's own engine gets a warning; a host's (any `--host`, where rbottle chose or
-installed the engine) is refused unless the user allows it explicitly.
+Engine version: Docker before 25.0.5 leaks DNS from internal networks (CVE-2024-29018);
+the plan warns. Whether such an engine may be used at all depends on whose it is, which
+the backend does not know: `ops.plan.check_engine` decides.
 """
 
 from __future__ import annotations
@@ -24,27 +24,18 @@ from remotebottle.backend.docker.engine import (
 )
 from remotebottle.backend.docker.images import image_refs
 from remotebottle.backend.spec import BottlePlan, BottleSpec, EngineReport, GvisorState
-from remotebottle.errors import EngineError
 
 # Claude Code's own credential variables: given to the agent, it sends them upstream.
 AGENT_HELD_CREDENTIALS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
-LOCAL_HOST = "local"
-ALLOW_OLD_ENGINE_FLAG = "--allow-old-engine"
 # What runsc says when its own network stack takes the container's namespace for the
 # host's (releases before 20240807 on Linux 6.11+, google/gvisor#10704).
 NETNS_MISREAD = "cannot run with network enabled in root network namespace"
-
-
-class EngineTooOld(EngineError):
-    """A host's engine is older than 25.0.5 and the user did not allow it."""
 
 
 def plan(
     spec: BottleSpec,
     facts: EngineFacts | None,
     gvisor: GvisorCheck | None = None,
-    *,
-    old_engine_allowed: bool = False,
 ) -> BottlePlan:
     """Resolve images, runtime and warnings.
 
@@ -53,7 +44,6 @@ def plan(
         facts: the engine's facts; None when the engine is not asked (runtime "auto").
         gvisor: the result of running a container under runsc there; None when not run
             yet (runsc is then planned, and checked at launch).
-        old_engine_allowed: the user allowed a host's engine older than 25.0.5.
     """
     warnings: list[str] = []
     if spec.anthropic_route is None and spec.command.mode != "exec":
@@ -87,7 +77,7 @@ def plan(
         state, runtime = "fails", "runc"
         warnings.append(gvisor_fallback_warning(facts, gvisor))
     if facts.leaks_internal_dns:
-        warnings.append(old_engine_warning(spec, facts, allowed=old_engine_allowed))
+        warnings.append(old_engine_warning(facts))
     report = EngineReport(
         version=facts.version,
         leaks_internal_dns=facts.leaks_internal_dns,
@@ -134,33 +124,10 @@ def gvisor_fallback_warning(facts: EngineFacts, gvisor: GvisorCheck) -> str:
     return text
 
 
-def old_engine_warning(spec: BottleSpec, facts: EngineFacts, *, allowed: bool) -> str:
-    text = (
+def old_engine_warning(facts: EngineFacts) -> str:
+    return (
         f"Docker {facts.version} is older than {SAFE_ENGINE} and leaks DNS from internal"
-        " networks (CVE-2024-29018)"
-    )
-    if spec.host != LOCAL_HOST and allowed:
-        return f"{text}: started anyway, as {ALLOW_OLD_ENGINE_FLAG} asks; upgrade the engine"
-    return f"{text}: upgrade the engine"
-
-
-def check_engine_allowed(spec: BottleSpec, facts: EngineFacts, *, allowed: bool) -> None:
-    """Refuse a host's engine older than 25.0.5 unless the user allowed it.
-
-    This machine's own engine (host "local") is not refused: rbottle did not choose it,
-    and the plan warns about it.
-
-    Raises:
-        EngineTooOld: the engine is a host's, too old, and not allowed.
-    """
-    if spec.host == LOCAL_HOST or allowed or not facts.leaks_internal_dns:
-        return
-    raise EngineTooOld(
-        f"Docker {facts.version} on {spec.host} is older than {SAFE_ENGINE}: containers on"
-        " internal networks resolve names through the host (CVE-2024-29018), a way out of"
-        " the bottle; nothing was started",
-        hint=f"upgrade the engine (Debian 13's docker.io is 26.1.5), or start with"
-        f" {ALLOW_OLD_ENGINE_FLAG} to use it anyway",
+        " networks (CVE-2024-29018): upgrade the engine"
     )
 
 
