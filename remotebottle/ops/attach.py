@@ -7,7 +7,6 @@ from pathlib import Path
 
 import docker
 import docker.errors
-from docker.models.containers import Container
 
 from remotebottle import state
 from remotebottle.backend.docker import labels as L
@@ -20,8 +19,8 @@ from remotebottle.hosts.registry import DEFAULT, Registry
 from remotebottle.hosts.resolve import HostTarget, recorded_host, resolve_host
 from remotebottle.image_pins import check_containers
 from remotebottle.manifest import Manifest, default_paths, load
-from remotebottle.ops.session import Outcome, Progress, recorded_images, refuse, save
-from remotebottle.ops.stream import SessionEnd, attach_tty, follow_output
+from remotebottle.ops.link import RECONNECT_LIMIT, LinkGone, stay_attached
+from remotebottle.ops.session import Outcome, Progress, gone, recorded_images, refuse, save
 
 
 def attach(
@@ -30,12 +29,14 @@ def attach(
     progress: Progress,
     consent: Consent = refuse,
     registry: Registry = DEFAULT,
+    reconnect_limit: float = RECONNECT_LIMIT,
 ) -> Outcome:
     """Return to a running bottle wherever it runs; end it when its agent exits.
 
     A bottle on a VM made for its session is reached through the VM its session recorded
     (its `rbottle` was killed, or lost the link): this attach takes the session over, and
-    the VM is destroyed when it ends, as the session would have destroyed it.
+    the VM is destroyed when it ends, as the session would have destroyed it. A network
+    cut is ridden out as in the session (`stay_attached`).
     """
     state.parse_identity(identity)
     host = host_of(identity, registry, progress)
@@ -61,7 +62,19 @@ def attach(
         container = containers[0]
         check_containers(client, host.name, identity, recorded_images(identity))
         _set_phase(identity, "running")
-        end = _stream(client, container)
+        try:
+            end = stay_attached(
+                engine,
+                str(container.id),
+                tty=bool(container.attrs.get("Config", {}).get("Tty")),
+                progress=progress,
+                redraw=True,
+                on_attached=lambda: _release(client, str(container.id)),
+                limit=reconnect_limit,
+            )
+        except LinkGone as exc:
+            _set_phase(identity, "detached")
+            raise gone(exc, host, identity) from None
         if end.detached and host.per_session:
             progress(f"{host.name} makes a VM per session, which goes now: the bottle ends with it")
             end = replace(end, detached=False)
@@ -76,25 +89,14 @@ def attach(
     return Outcome(identity, end.exit_code, end.detached)
 
 
-def _stream(client: docker.DockerClient, container: Container) -> SessionEnd:
-    """The agent's terminal, or its output when it runs without one (`-p`, `-- CMD` from a
-    script): all of it since it started, then its exit status.
-
-    Once attached, the agent's command is let go, as the session does: a session killed
-    between starting the agent and that leaves it waiting (letting go twice is harmless).
-    """
-    agent = str(container.id)
-
-    def release() -> None:
-        try:
-            made = client.api.exec_create(agent, RELEASE_COMMAND, user=str(AGENT_UID))
-            client.api.exec_start(made["Id"])
-        except docker.errors.DockerException as exc:
-            raise EngineError(f"could not start the agent's command: {exc}") from None
-
-    if container.attrs.get("Config", {}).get("Tty"):
-        return attach_tty(client, agent, redraw=True, on_attached=release)
-    return follow_output(client, agent, on_attached=release)
+def _release(client: docker.DockerClient, agent: str) -> None:
+    """Let the agent's command go, as the session does once attached: a session killed
+    between starting the agent and that leaves it waiting (letting go twice is harmless)."""
+    try:
+        made = client.api.exec_create(agent, RELEASE_COMMAND, user=str(AGENT_UID))
+        client.api.exec_start(made["Id"])
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"could not start the agent's command: {exc}") from None
 
 
 def host_of(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -89,12 +90,23 @@ def project_for(vm: FakeVm, write_manifest: Callable[..., Path]) -> Path:
     ).parent
 
 
-def agent_running(vm: FakeVm) -> list[str]:
+def agent_running(vm: FakeVm, identity: str | None = None) -> list[str]:
+    """The running agents on the VM: this test's own when `identity` is given."""
+    only = f" --filter label={L.IDENTITY}={identity}" if identity else ""
     code, out = vm.sh(
-        f"docker ps -q --filter label={L.ROLE}={L.ROLE_AGENT} --filter label={L.OWNER}=1", "root"
+        f"docker ps -q --filter label={L.ROLE}={L.ROLE_AGENT} --filter label={L.OWNER}=1{only}",
+        "root",
     )
     assert code == 0, out
     return out.split()
+
+
+def proc_identity(err: Lines) -> str:
+    """The bottle's identity, from the CLI's "bottle <id> is up" line."""
+    err.wait_for(r"bottle \S+ is up on", timeout=60)
+    found = re.search(r"bottle (\S+) is up on", err.text())
+    assert found is not None
+    return found[1]
 
 
 def test_a_30s_cut_during_a_scripted_session_loses_and_doubles_nothing(
@@ -171,40 +183,73 @@ def test_a_30s_cut_during_an_interactive_session_reattaches_the_terminal(
     )
 
 
-def test_a_cut_longer_than_the_limit_ends_the_cli_and_leaves_the_bottle(
+FOREVER = "i=0; while [ ! -e /tmp/stop ]; do echo tick $i; i=$((i+1)); sleep 1; done; exit 4"
+
+
+def test_a_cut_longer_than_the_limit_leaves_the_bottle_and_attach_rides_out_the_next(
     vm: FakeVm, agent_image: str, write_manifest: Callable[..., Path]
 ) -> None:
+    """The CLI gives up after --reconnect-limit and names `rbottle attach`; that attach
+    takes the bottle back (all its output, once) and reconnects by itself after a cut."""
     project = project_for(vm, write_manifest)
     args = ("start", "counter", "--host", "vm", "--yes", "--reconnect-limit", "10")
-    proc = rbottle(project, *args, "--", "sh", "-c", "echo up; sleep 600")
+    proc = rbottle(project, *args, "--", "sh", "-c", FOREVER)
     out, err = Lines(proc.stdout), Lines(proc.stderr)
+    attach: subprocess.Popen[str] | None = None
     try:
-        out.wait_for("^up$", timeout=300)
-        [agent] = agent_running(vm)
+        out.wait_for("^tick 1$", timeout=300)
+        [agent] = agent_running(vm, proc_identity(err))
         with cut(vm):
             code = proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    err.join()
-    try:
+        err.join()
         said = err.text()
         errors = [line for line in said.splitlines() if line.startswith("error:")]
         assert code == 1 and len(errors) == 1, said
         assert "lost the link to vm" in errors[0], said
-        identity = re.search(r"rbottle attach (\S+)", said)
-        assert identity is not None, said
-        assert agent_running(vm) == [agent], "the bottle must still be there to attach to"
+        named = re.search(r"rbottle attach (\S+)", said)
+        assert named is not None, said
+        assert agent_running(vm, named[1]) == [agent], "the bottle must be there to attach to"
+
+        attach = rbottle(project, "attach", named[1])
+        seen, told = Lines(attach.stdout), Lines(attach.stderr)
+        last = int(out.lines[-1][1].split()[1])
+        seen.wait_for(f"^tick {last + 3}$", timeout=120)
+        with cut(vm):
+            cut_at = time.monotonic()
+            told.wait_for("lost the link to vm", timeout=60)
+            restored = time.monotonic()
+        back = told.wait_for("the link to vm is back", timeout=120)
+        now = int(seen.lines[-1][1].split()[1])
+        seen.wait_for(f"^tick {now + 2}$", timeout=60)
+        code, said = vm.sh(f"docker exec {agent} touch /tmp/stop", "root")
+        assert code == 0, said
+        assert attach.wait(timeout=120) == 4, told.text()
     finally:
+        for running in (proc, attach):
+            if running is not None and running.poll() is None:
+                running.kill()
         vm.sh(f"docker ps -aq --filter label={L.OWNER}=1 | xargs -r docker rm -f -v", "root")
         vm.sh(
             f"docker network ls -q --filter label={L.OWNER}=1 | xargs -r docker network rm", "root"
         )
         vm.sh(f"docker volume ls -q --filter label={L.OWNER}=1 | xargs -r docker volume rm", "root")
+    seen.join()
+    told.join()
+    ticks = [line for _, line in seen.lines]
+    assert ticks == [f"tick {i}" for i in range(len(ticks))], told.text()
+    assert told.text().count("lost the link to vm") == 1, told.text()
     record(
         "network cut longer than --reconnect-limit (10 s here; 600 s by default)",
         done="dropped all packets to/from the VM's sshd until the CLI gave up",
         seen="one error line naming `rbottle attach <id>`; exit status 1",
-        lost="nothing: the bottle still runs on the VM",
+        lost="nothing: the bottle still ran on the VM, and `rbottle attach` showed all of it",
         recover_s=None,
+    )
+    record(
+        "network cut during `rbottle attach`, SSH host",
+        done="dropped all packets to/from the VM's sshd until attach said the link was lost",
+        seen="one 'lost the link ... reconnecting' line, one 'back after N s' line",
+        lost="nothing: every line once, in order; exit status 4 came back",
+        recover_s=back - restored,
+        noticed_after_s=round(restored - cut_at, 1),
     )
