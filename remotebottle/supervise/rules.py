@@ -1,4 +1,4 @@
-"""The rules a proposal's payload is held to: the supervisor script's own validators.
+"""The rules a proposal's payload is held to: the supervisor sidecar's own validators.
 
 The operator's machine checks a payload (perhaps edited by the operator) by the very code
 the sidecar filed it with, so that what is applied is what the agent is told.
@@ -34,8 +34,8 @@ def check(kind: str, payload: dict[str, Any], *, operator: bool) -> dict[str, An
 
 @functools.cache
 def _script() -> Any:
-    """The supervisor's script (standard library and `remotebottle.hostnames`), as a module."""
-    source = resources.files("remotebottle").joinpath("resources/supervisor/supervisor.py")
+    """The supervisor's proposals module (standard library and `remotebottle.hostnames`)."""
+    source = resources.files("remotebottle").joinpath("resources/supervisor/proposals.py")
     with resources.as_file(source) as path:
         spec = importlib.util.spec_from_file_location("rbottle_supervisor_rules", path)
         assert spec is not None and spec.loader is not None

@@ -36,8 +36,8 @@ pytestmark = pytest.mark.integration
 
 def _hook_marker() -> bytes:
     """The line the hook puts before each copy it scans (the hook is a script, not a module)."""
-    path = Path(gitgate.__file__).parents[2] / "resources" / "gitgate" / "pre_receive.py"
-    spec = importlib.util.spec_from_file_location("rbottle_pre_receive", path)
+    path = Path(gitgate.__file__).parents[2] / "resources" / "gitgate" / "hook_scan.py"
+    spec = importlib.util.spec_from_file_location("rbottle_hook_scan", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up

@@ -27,7 +27,7 @@ from remotebottle.backend.docker import supervisor
 pytestmark = pytest.mark.unit
 
 RESOURCES = Path(supervisor.__file__).parents[2] / "resources" / "supervisor"
-SCRIPT = RESOURCES / "supervisor.py"
+SCRIPT = RESOURCES / "proposals.py"
 PROPOSE = RESOURCES / "rbottle-propose"
 
 

@@ -60,7 +60,15 @@ def _git_gate_context_files() -> dict[str, bytes]:
     root = resources.files("remotebottle").joinpath("resources/gitgate")
     return {
         name: root.joinpath(name).read_bytes()
-        for name in ("Dockerfile", "gate_server.py", "pre_receive.py")
+        for name in (
+            "Dockerfile",
+            "gate_server.py",
+            "pre_receive.py",
+            "hook_git.py",
+            "hook_refs.py",
+            "hook_scan.py",
+            "hook_gitleaks_config.py",
+        )
     }
 
 

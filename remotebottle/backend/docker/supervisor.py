@@ -1,14 +1,14 @@
 """The supervisor sidecar: the agent's proposals wait here for the operator's decision.
 
-A Python server (resources/supervisor/supervisor.py: the standard library, plus the
-host-name rules and Public Suffix List shipped next to it, `script_files`) run on the
-agent image as its own user, on the bottle's internal network only (it needs no way
-out). The agent files proposals at `http://supervisor:8090/proposals` with `rbottle-propose`
-(put in its home, with a Claude Code skill saying when to use it) and blocks until
-the answer. The operator's side is not on any network: a command exec'd in the
-sidecar through the engine (local, or a VM's through the SSH tunnel) talks to the
-server over a unix socket in the sidecar's private tmpfs, so the agent cannot list
-or decide proposals.
+A Python server (resources/supervisor/supervisor.py: the standard library, plus its
+proposals module, the host-name rules and the Public Suffix List shipped next to it,
+`script_files`) run on the agent image as its own user, on the bottle's internal network
+only (it needs no way out). The agent files proposals at `http://supervisor:8090/proposals`
+with `rbottle-propose` (put in its home, with a Claude Code skill saying when to use it)
+and blocks until the answer. The operator's side is not on any network: a command exec'd
+in the sidecar through the engine (local, or a VM's through the SSH tunnel) talks to the
+server over a unix socket in the sidecar's private tmpfs, so the agent cannot list or
+decide proposals.
 """
 
 from __future__ import annotations
@@ -56,14 +56,16 @@ def _resource(name: str) -> bytes:
 
 
 def script_files() -> dict[str, bytes]:
-    """The supervisor's script and what it imports beyond the standard library: the rules
-    for host names (`remotebottle.hostnames`, as a package of its own) and the Public
-    Suffix List package they use. The script's directory is first on its `sys.path`."""
+    """The supervisor's script and what it imports beyond the standard library, each under
+    its package path: its proposals module, the rules for host names
+    (`remotebottle.hostnames`) and the Public Suffix List package they use. The script's
+    directory is first on its `sys.path`."""
     package = resources.files("remotebottle")
     psl = resources.files("publicsuffixlist")
     return {
         "supervisor.py": _resource("supervisor.py"),
         "remotebottle/__init__.py": b"",
+        "remotebottle/resources/supervisor/proposals.py": _resource("proposals.py"),
         "remotebottle/hostnames.py": package.joinpath("hostnames.py").read_bytes(),
         "publicsuffixlist/__init__.py": psl.joinpath("__init__.py").read_bytes(),
         "publicsuffixlist/public_suffix_list.dat": psl.joinpath(
