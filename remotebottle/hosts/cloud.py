@@ -41,6 +41,7 @@ Progress = Callable[[str], None]
 
 HEARTBEAT_FILE = "/run/rbottle/heartbeat"
 HEARTBEAT_SECONDS = 60.0
+HEARTBEAT_RETRY_SECONDS = 5.0  # after a beat that did not get through
 
 
 def _public_key(line: str) -> paramiko.PKey:
@@ -83,18 +84,28 @@ def connect_machine(machine: Machine, name: str, connect_timeout: float) -> SshC
 
 
 class Heartbeat:
-    """Renews the VM's dead-man heartbeat over the session's connection until stopped."""
+    """Renews the VM's dead-man heartbeat over the session's connection until stopped.
+
+    A beat that does not get through (the network is down; the link watch has closed the
+    connection, which `ops.link.reconnect` opens again in place) is tried again every
+    `retry` seconds instead of at the next interval: a cut that swallows a beat must not
+    cost the VM a whole interval of its TTL once the link is back. `renew_soon` beats at
+    once (after a reconnect).
+    """
 
     def __init__(
         self,
         conn: SshConnection,
         interval: float = HEARTBEAT_SECONDS,
         on_beat: Callable[[], None] | None = None,
+        retry: float = HEARTBEAT_RETRY_SECONDS,
     ) -> None:
         self._conn = conn
         self._interval = interval
+        self._retry = min(retry, interval)
         self._on_beat = on_beat or (lambda: None)
-        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._stopped = False
         self._thread = threading.Thread(target=self._run, name="rbottle-heartbeat", daemon=True)
 
     def beat(self) -> None:
@@ -102,6 +113,7 @@ class Heartbeat:
 
         Raises:
             HostError: the VM refused (the session would be cut short by its timer).
+            ConnectError: the connection is down.
         """
         code, _, err = self._conn.run(f"touch {HEARTBEAT_FILE}", timeout=30)
         if code != 0:
@@ -111,12 +123,28 @@ class Heartbeat:
             )
         self._on_beat()
 
+    def renew_soon(self) -> None:
+        """Beat now, on the heartbeat's thread (the link is back after a cut)."""
+        self._wake.set()
+
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        pause = self._interval
+        while True:
+            self._wake.wait(pause)
+            self._wake.clear()
+            if self._stopped:
+                return
             try:
                 self.beat()
+                pause = self._interval
             except Exception as exc:  # keep beating; the VM's timer is the backstop
-                log.warning("heartbeat not renewed: %s", exc)
+                pause = self._retry
+                # While the link is down the CLI says so itself; a refusal over a live link
+                # is what the user must hear about.
+                quiet = isinstance(exc, ConnectError) or not self._conn.is_active()
+                log.log(
+                    logging.DEBUG if quiet else logging.WARNING, "heartbeat not renewed: %s", exc
+                )
 
     def __enter__(self) -> Heartbeat:
         self.beat()  # fails loudly before the session starts
@@ -124,7 +152,8 @@ class Heartbeat:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
+        self._stopped = True
+        self._wake.set()
         self._thread.join(timeout=5)
 
 

@@ -24,6 +24,7 @@ from remotebottle.manifest import SshHost
 from remotebottle.transport.endpoint import SshEndpoint
 
 if TYPE_CHECKING:  # the SSH modules import paramiko, which `rbottle --help` does not need
+    from remotebottle.hosts.cloud import Heartbeat
     from remotebottle.transport.docker_tunnel import DockerTunnel
     from remotebottle.transport.ssh import SshConnection
 
@@ -59,6 +60,13 @@ class RemoteLink:
     conn: SshConnection
     tunnel: DockerTunnel
     machine: Machine | None = None
+    heartbeat: Heartbeat | None = None
+
+    def reconnected(self) -> None:
+        """`conn` is connected again after a cut: renew the VM's dead-man heartbeat now,
+        not at its next interval (a cut may have swallowed a beat)."""
+        if self.heartbeat is not None:
+            self.heartbeat.renew_soon()
 
 
 def ssh_entry(host: HostTarget) -> SshEndpoint:
@@ -201,14 +209,14 @@ def _cloud_link(
             ):
                 conn.close()  # a new login, for the docker group
                 conn = connect_machine(machine, host.name, connect_timeout=30.0)
-            with Heartbeat(conn, on_beat=lambda: provider.renew_expiry(machine)):
+            with Heartbeat(conn, on_beat=lambda: provider.renew_expiry(machine)) as heartbeat:
                 tunnel = DockerTunnel(conn, DOCKER_SOCKET, name=host.name)
                 try:
                     try:
                         session_vm.publish(session, SessionVm(machine.machine_id, tunnel.url))
                     except OSError as exc:  # only the dashboard needs it: go on without
                         log.warning("the dashboard will not see this VM: %s", exc)
-                    yield RemoteLink(conn, tunnel, machine)
+                    yield RemoteLink(conn, tunnel, machine, heartbeat)
                 finally:
                     session_vm.withdraw(session)
                     tunnel.close()

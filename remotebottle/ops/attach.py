@@ -12,15 +12,26 @@ from remotebottle import state
 from remotebottle.backend.docker import labels as L
 from remotebottle.backend.docker.backend import DockerBottleBackend
 from remotebottle.backend.docker.provision import AGENT_UID, RELEASE_COMMAND
-from remotebottle.errors import BottleError, EngineError
+from remotebottle.errors import BottleError, EngineError, RemoteBottleError
 from remotebottle.hosts import session_vm
 from remotebottle.hosts.engine import Consent, open_engine
 from remotebottle.hosts.registry import DEFAULT, Registry
 from remotebottle.hosts.resolve import HostTarget, recorded_host, resolve_host
 from remotebottle.image_pins import check_containers
 from remotebottle.manifest import Manifest, default_paths, load
+from remotebottle.ops import checkpoint
+from remotebottle.ops.checkpoint import Checkpoints
+from remotebottle.ops.engine_wait import BottleLost
 from remotebottle.ops.link import RECONNECT_LIMIT, LinkGone, stay_attached
-from remotebottle.ops.session import Outcome, Progress, gone, recorded_images, refuse, save
+from remotebottle.ops.session import (
+    Outcome,
+    Progress,
+    gone,
+    lost,
+    recorded_images,
+    refuse,
+    save,
+)
 
 
 def attach(
@@ -62,19 +73,28 @@ def attach(
         container = containers[0]
         check_containers(client, host.name, identity, recorded_images(identity))
         _set_phase(identity, "running")
+        copies: Checkpoints | None = None
         try:
-            end = stay_attached(
-                engine,
-                str(container.id),
-                tty=bool(container.attrs.get("Config", {}).get("Tty")),
-                progress=progress,
-                redraw=True,
-                on_attached=lambda: _release(client, str(container.id)),
-                limit=reconnect_limit,
-            )
+            with checkpoint.kept(engine, str(container.id), identity) as copies:
+                end = stay_attached(
+                    engine,
+                    str(container.id),
+                    tty=bool(container.attrs.get("Config", {}).get("Tty")),
+                    progress=progress,
+                    redraw=True,
+                    on_attached=lambda: _release(client, str(container.id)),
+                    limit=reconnect_limit,
+                )
         except LinkGone as exc:
-            _set_phase(identity, "detached")
-            raise gone(exc, host, identity) from None
+            raise gone(exc, host, identity, copies) from None
+        except BottleLost as exc:
+            error = lost(exc, host, backend, str(container.id), identity, copies, progress)
+            if exc.engine_back:
+                try:
+                    backend.teardown(identity)
+                except RemoteBottleError as err:
+                    progress(f"warning: {err.message}")
+            raise error from None
         if end.detached and host.per_session:
             progress(f"{host.name} makes a VM per session, which goes now: the bottle ends with it")
             end = replace(end, detached=False)

@@ -42,9 +42,10 @@ class Replay:
         tail = self.tail[stream]
         if tail:
             self.tail[stream] = b""
-            # The replay gives the line whole (one log message, newline and all); live
-            # output that only happens to start like it is let through.
-            if data.startswith(tail) and b"\n" in data[len(tail) :]:
+            # The replay gives the line whole (one log message, newline and all, or just
+            # the line when the container ended on it); live output that only happens to
+            # start like it is let through.
+            if data == tail or (data.startswith(tail) and b"\n" in data[len(tail) :]):
                 data = data[len(tail) :]
         return data
 

@@ -16,10 +16,13 @@ from remotebottle import state
 from remotebottle.backend.docker.backend import DockerBottleBackend, LaunchOptions
 from remotebottle.backend.docker.refusals import refusals
 from remotebottle.backend.spec import BottlePlan
-from remotebottle.errors import BottleError
+from remotebottle.errors import BottleError, RemoteBottleError
 from remotebottle.hosts.engine import Consent, open_engine
 from remotebottle.hosts.resolve import HostTarget
 from remotebottle.image_pins import check_containers
+from remotebottle.ops import checkpoint
+from remotebottle.ops.checkpoint import Checkpoints, last_copy
+from remotebottle.ops.engine_wait import BottleLost
 from remotebottle.ops.images import place_images
 from remotebottle.ops.link import LinkGone, stay_attached
 from remotebottle.ops.plan import StartPlan, StartRequest, check_engine
@@ -107,19 +110,31 @@ def start(
             progress(f"bottle {spec.identity} is up on {engine.host.name}")
             meta = replace(meta, phase="running")
             state.write_metadata(meta)
+            copies: Checkpoints | None = None
             try:
-                end = stay_attached(
-                    engine,
-                    bottle.agent_container,
-                    tty=tty,
-                    progress=progress,
-                    on_attached=lambda: backend.release(bottle),
-                    limit=request.reconnect_limit,
-                )
+                with checkpoint.kept(engine, bottle.agent_container, spec.identity) as copies:
+                    end = stay_attached(
+                        engine,
+                        bottle.agent_container,
+                        tty=tty,
+                        progress=progress,
+                        on_attached=lambda: backend.release(bottle),
+                        limit=request.reconnect_limit,
+                    )
             except LinkGone as exc:
                 bottle.keep = True  # nothing reaches it now; it is there to attach to
-                state.write_metadata(replace(meta, phase="detached"))
-                raise gone(exc, preview.host, spec.identity) from None
+                raise gone(exc, preview.host, spec.identity, copies) from None
+            except BottleLost as exc:
+                bottle.keep = not exc.engine_back  # with no engine, nothing can remove it
+                raise lost(
+                    exc,
+                    preview.host,
+                    backend,
+                    bottle.agent_container,
+                    spec.identity,
+                    copies,
+                    progress,
+                ) from None
             if end.detached and preview.host.per_session:
                 progress(
                     f"{preview.host.name} makes a VM per session, which goes now: the bottle"
@@ -140,17 +155,71 @@ def start(
     return Outcome(spec.identity, end.exit_code, end.detached)
 
 
-def gone(exc: LinkGone, host: HostTarget, identity: str) -> BottleError:
-    """The error for a host that stayed away too long: where the bottle is now."""
+def gone(exc: LinkGone, host: HostTarget, identity: str, copies: Checkpoints | None) -> BottleError:
+    """The error for a host that stayed away too long, with the session's record set to
+    where the bottle is now (left running on a host you own; gone with a VM made for it)."""
+    since = last_copy(copies)
     if host.per_session:
+        return _gone_with_its_vm(exc.message, identity, since)
+    _record_phase(identity, "detached")
+    return BottleError(
+        exc.message,
+        hint=f"the bottle keeps running on {host.name}: rbottle attach {identity} (or, if"
+        f" the VM is gone for good, rbottle resume {identity}{since})",
+    )
+
+
+def lost(
+    exc: BottleLost,
+    host: HostTarget,
+    backend: DockerBottleBackend,
+    container_id: str,
+    identity: str,
+    copies: Checkpoints | None,
+    progress: Progress,
+) -> BottleError:
+    """The error for a bottle its engine lost while the host answered, once what is left
+    of it is kept: its transcript from its stopped container, or else the last copy
+    taken during the session (`checkpoint`)."""
+    since = last_copy(copies)
+    if not exc.engine_back:
+        if host.per_session:
+            return _gone_with_its_vm(exc.message, identity, since)
+        _record_phase(identity, "detached")
         return BottleError(
             exc.message,
-            hint=f"the VM made for the session is destroyed now; `rbottle resume {identity}`"
-            " starts the bottle again",
+            hint=f"see `ssh {host.name} docker info`; once the engine answers: rbottle attach"
+            f" {identity} if the bottle still runs, else rbottle resume {identity}",
         )
+    if exc.container_left and state.has_state(identity):
+        try:
+            if save(backend, container_id, state.read_metadata(identity)):
+                since = " from its transcript, saved now"
+        except RemoteBottleError as err:
+            progress(f"warning: {err.message}")
+    _record_end(identity)
+    return BottleError(exc.message, hint=f"rbottle resume {identity} starts it again{since}")
+
+
+def _gone_with_its_vm(message: str, identity: str, since: str) -> BottleError:
+    """The session's record ended: the VM made for it goes with the session."""
+    _record_end(identity)
     return BottleError(
-        exc.message, hint=f"the bottle keeps running on {host.name}: rbottle attach {identity}"
+        message,
+        hint=f"the VM made for the session is destroyed now; `rbottle resume {identity}`"
+        f" starts the bottle again{since}",
     )
+
+
+def _record_phase(identity: str, phase: str) -> None:
+    if state.has_state(identity):
+        state.write_metadata(replace(state.read_metadata(identity), phase=phase))
+
+
+def _record_end(identity: str) -> None:
+    if state.has_state(identity):
+        meta = state.read_metadata(identity)
+        state.write_metadata(replace(meta, ended_at=meta.ended_at or state.now(), phase="ended"))
 
 
 def recorded_images(identity: str) -> dict[str, str]:
@@ -160,20 +229,25 @@ def recorded_images(identity: str) -> dict[str, str]:
     return state.read_metadata(identity).images or {}
 
 
-def save(backend: DockerBottleBackend, container_id: str, meta: state.Metadata) -> None:
+def save(backend: DockerBottleBackend, container_id: str, meta: state.Metadata) -> bool:
     """Keep the transcript and what the proxies refused, and mark the session ended,
-    before the bottle goes."""
+    before the bottle goes; whether a transcript was found to keep. (Under gVisor the
+    engine cannot see the agent's files: the copies taken during the session stay.)"""
     try:
         audit.record_refusals(meta.identity, refusals(backend.client, meta.identity))
-        save_transcript(backend, container_id, meta.identity)
+        return save_transcript(backend, container_id, meta.identity)
     finally:
         state.write_metadata(replace(meta, ended_at=state.now(), phase="ended"))
 
 
-def save_transcript(backend: DockerBottleBackend, container_id: str, identity: str) -> None:
-    """Snapshot the agent's ~/.claude/projects into `state/<identity>/` for `resume`."""
+def save_transcript(backend: DockerBottleBackend, container_id: str, identity: str) -> bool:
+    """Snapshot the agent's ~/.claude/projects into `state/<identity>/` for `resume`,
+    where the engine sees the agent's files (else a stale view would replace the copies
+    taken during the session: `checkpoint`)."""
+    if not checkpoint.engine_sees_files(backend.client, container_id):
+        return False
     state.transcript_dir(identity).mkdir(parents=True, exist_ok=True, mode=0o700)
-    backend.save_transcript(container_id, state.snapshot_file(identity))
+    return backend.save_transcript(container_id, state.snapshot_file(identity))
 
 
 def saved_transcript(identity: str) -> Path | None:

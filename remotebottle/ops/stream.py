@@ -91,14 +91,14 @@ def attach_tty(
         params["logs"] = 1
     try:
         hijacked = api.attach_socket(container_id, params=params)
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, OSError) as exc:
         raise EngineError(f"could not attach to {container_id[:12]}: {exc}") from None
     sock = raw_socket(hijacked)
 
     def resize(*_: Any) -> None:
         size = terminal_size(in_fd)
         if size:
-            with contextlib.suppress(docker.errors.DockerException):
+            with contextlib.suppress(docker.errors.DockerException, OSError):
                 api.resize(container_id, height=size[0], width=size[1])
 
     def on_winch(_signum: int, _frame: FrameType | None) -> None:
@@ -108,7 +108,7 @@ def attach_tty(
     size = terminal_size(in_fd)
     if size and redraw:
         # The docker CLI's trick: a different size then the real one forces a redraw.
-        with contextlib.suppress(docker.errors.DockerException):
+        with contextlib.suppress(docker.errors.DockerException, OSError):
             api.resize(container_id, height=size[0] + 1, width=size[1] + 1)
     resize()
     if on_attached:
@@ -179,7 +179,7 @@ def _outcome(client: docker.DockerClient, container_id: str) -> SessionEnd:
         state = client.api.inspect_container(container_id)["State"]
     except docker.errors.NotFound:
         return SessionEnd(exit_code=None)
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, OSError) as exc:
         raise EngineError(f"could not inspect {container_id[:12]}: {exc}") from None
     if state.get("Running"):
         return SessionEnd(exit_code=None, detached=True)
@@ -242,3 +242,47 @@ def follow_output(
     except OSError as exc:
         raise EngineError(f"lost the bottle's output: {exc}") from None
     return SessionEnd(exit_code=int(result.get("StatusCode", 1)))
+
+
+def replay_ended(
+    client: docker.DockerClient,
+    container_id: str,
+    *,
+    tty: bool,
+    shown: Shown,
+    stdout: IO[bytes] | None = None,
+    stderr: IO[bytes] | None = None,
+) -> SessionEnd:
+    """For a container that ended while nobody was attached (during a network cut): what
+    it printed that `shown` has not, then its exit status. (Attaching to a stopped
+    container with `stream=1` replays its log and then never ends: this asks for the log
+    alone.)"""
+    targets = {1: stdout or sys.stdout.buffer, 2: stderr or sys.stderr.buffer}
+    replay = shown.replay()
+    api = client.api
+    try:
+        hijacked = api.attach_socket(
+            container_id, params={"stdout": 1, "stderr": 1, "stream": 0, "logs": 1}
+        )
+        try:
+            if tty:
+                sock = raw_socket(hijacked)
+                data = buffered_start(hijacked)
+                while True:
+                    if data:
+                        _write(targets[1], shown.take(1, data, replay))
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+            else:
+                for stream_id, data in iter_frames(hijacked):
+                    stream = 2 if stream_id == 2 else 1
+                    _write(targets[stream], shown.take(stream, data, replay))
+        finally:
+            with contextlib.suppress(OSError):
+                hijacked.close()
+    except (docker.errors.DockerException, OSError) as exc:
+        raise EngineError(f"could not read what {container_id[:12]} printed: {exc}") from None
+    for stream, screen in shown.screens.items():
+        _write(targets[stream], screen.flush())
+    return _outcome(client, container_id)

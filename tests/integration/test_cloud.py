@@ -161,3 +161,34 @@ def test_the_heartbeat_keeps_the_vm_alive_while_the_session_lives(deadman_vm: Fa
         age_heartbeat(deadman_vm, 2)
         time.sleep(1.5)  # a few renewals
         assert not fires(deadman_vm), "the heartbeat was not renewed"
+
+
+def heartbeat_age(vm: FakeVm) -> int:
+    code, age = vm.sh("echo $(( $(date +%s) - $(stat -c %Y /run/rbottle/heartbeat) ))")
+    assert code == 0, age
+    return int(age)
+
+
+def test_a_beat_lost_to_a_cut_is_tried_again_soon_not_an_interval_later(
+    deadman_vm: FakeVm,
+) -> None:
+    """The link watch closes the connection when the network goes and `reconnect` opens
+    the same one again: the beat that fell in between comes right after, not a whole
+    interval later (which a TTL of a little more than one interval would not survive)."""
+    with deadman_vm.connect() as conn, cloud.Heartbeat(conn, interval=4.0, retry=0.2):
+        conn.close()  # the cut, as the link watch handles it
+        age_heartbeat(deadman_vm, 2)
+        time.sleep(5.0)  # the beat due at 4 s found no connection
+        assert heartbeat_age(deadman_vm) >= 120, "renewed without a connection?"
+        conn.connect()  # the link is back
+        time.sleep(1.0)  # well before the next interval (8 s)
+        assert heartbeat_age(deadman_vm) <= 2, "the missed beat was not tried again"
+        assert not fires(deadman_vm)
+
+
+def test_renew_soon_beats_at_once(deadman_vm: FakeVm) -> None:
+    with deadman_vm.connect() as conn, cloud.Heartbeat(conn) as heartbeat:  # 60 s interval
+        age_heartbeat(deadman_vm, 2)
+        heartbeat.renew_soon()
+        time.sleep(1.0)
+        assert heartbeat_age(deadman_vm) <= 2, "not renewed at once"

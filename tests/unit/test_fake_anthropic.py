@@ -127,6 +127,37 @@ def test_stream_is_not_buffered(served: fake.FakeAnthropicServer) -> None:
     assert all(b - a >= 0.05 for a, b in itertools.pairwise(deltas))
 
 
+def test_a_held_stream_ends_only_once_its_hold_file_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fake, "HOLD_PING_SECONDS", 0.1)
+    release = tmp_path / "release"
+    srv = fake.FakeAnthropicServer(
+        ("127.0.0.1", 0), reply=REPLY, chunk_delay=0.0, chunks=7, hold_file=str(release)
+    )
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        resp = request(srv, "POST", "/v1/messages", MESSAGES | {"stream": True})
+        events = read_events(resp)
+        seen: list[tuple[str, dict[str, Any]]] = []
+        while sum(name == "ping" for name, _ in seen) < 3:  # the start's ping, then the hold's
+            name, data, _ = next(events)
+            seen.append((name, data))
+        threading.Timer(0.3, release.touch).start()
+        seen += [(name, data) for name, data, _ in events]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=2)
+    deltas = [data["delta"]["text"] for name, data in seen if name == "content_block_delta"]
+    assert len(deltas) == 7 and "".join(deltas) == REPLY
+    names = [name for name, _ in seen]
+    last = names.index("content_block_stop") - 1
+    assert names[last] == "content_block_delta" and names[last - 1] == "ping", names
+    assert names[-1] == "message_stop"
+
+
 def test_non_streaming_json_ignores_tools(served: fake.FakeAnthropicServer) -> None:
     tools = [{"name": "Bash", "input_schema": {"type": "object"}}]
     resp = request(served, "POST", "/v1/messages", MESSAGES | {"tools": tools, "max_tokens": 1})

@@ -3,12 +3,14 @@
 Standard library only (runs with a bare ``python3`` in a minimal container)::
 
     python3 server.py --host 0.0.0.0 --port 8080 --record /tmp/requests.jsonl \\
-        --reply "Hello from the fake Messages API." --chunk-delay 0.05 \\
-        [--tls-cert cert.pem --tls-key key.pem]
+        --reply "Hello from the fake Messages API." --chunk-delay 0.05 --chunks 4 \\
+        [--hold-file /tmp/release] [--tls-cert cert.pem --tls-key key.pem]
 
 - ``POST /v1/messages``: always answers with the reply text and ``end_turn`` (tools are
   ignored), as Server-Sent Events when the body says ``"stream": true`` (the real API's
   event sequence, flushed per event, a delay between text chunks) or as one JSON message.
+  With ``--hold-file``, a streamed answer stops before its last text chunk (sending a
+  ``ping`` event every few seconds, as the real API does) until that file exists.
 - ``POST /v1/messages/count_tokens``: a rough token count.
 - ``GET /v1/models[/ID]``, ``HEAD``/``GET`` ``/`` and ``/api/hello`` (Claude Code's
   connectivity probe): small successful answers.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import ssl
 import sys
@@ -34,6 +37,7 @@ from typing import Any
 
 DEFAULT_REPLY = "Hello from the fake Messages API."
 DEFAULT_MODEL = "claude-sonnet-4-5"
+HOLD_PING_SECONDS = 5.0
 
 
 def split_chunks(text: str, parts: int = 4) -> list[str]:
@@ -82,10 +86,14 @@ class FakeAnthropicServer(ThreadingHTTPServer):
         reply: str = DEFAULT_REPLY,
         chunk_delay: float = 0.05,
         record: str | None = None,
+        chunks: int = 4,
+        hold_file: str | None = None,
     ) -> None:
         super().__init__(address, Handler)
         self.reply = reply
         self.chunk_delay = chunk_delay
+        self.chunks = max(1, chunks)
+        self.hold_file = hold_file
         self.record_path = record
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -201,6 +209,16 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(f"{len(payload):x}\r\n".encode() + payload + b"\r\n")
         self.wfile.flush()
 
+    def hold(self) -> None:
+        """Wait for the hold file, if there is one, pinging every few seconds meanwhile."""
+        path = self.server.hold_file
+        pinged = time.monotonic()
+        while path and not os.path.exists(path):
+            time.sleep(0.1)
+            if time.monotonic() - pinged >= HOLD_PING_SECONDS:
+                self.event(type="ping")
+                pinged = time.monotonic()
+
     def stream_message(self, body: dict[str, Any]) -> None:
         full = self.message(body)
         start = {**full, "content": [], "stop_reason": None}
@@ -214,9 +232,12 @@ class Handler(BaseHTTPRequestHandler):
         self.event(type="message_start", message=start)
         self.event(type="content_block_start", index=0, content_block={"type": "text", "text": ""})
         self.event(type="ping")
-        for i, chunk in enumerate(split_chunks(full["content"][0]["text"])):
+        chunks = split_chunks(full["content"][0]["text"], self.server.chunks)
+        for i, chunk in enumerate(chunks):
             if i:
                 time.sleep(self.server.chunk_delay)
+            if i == len(chunks) - 1:
+                self.hold()
             self.event(
                 type="content_block_delta", index=0, delta={"type": "text_delta", "text": chunk}
             )
@@ -247,12 +268,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", default=None, help="append each request as JSONL here")
     parser.add_argument("--reply", default=DEFAULT_REPLY)
     parser.add_argument("--chunk-delay", type=float, default=0.05)
+    parser.add_argument("--chunks", type=int, default=4, help="text chunks per streamed answer")
+    parser.add_argument(
+        "--hold-file", default=None, help="streamed answers wait for this file before their end"
+    )
     parser.add_argument("--tls-cert", default=None, help="serve HTTPS with this PEM certificate")
     parser.add_argument("--tls-key", default=None, help="the certificate's PEM private key")
     args = parser.parse_args(argv)
 
     server = FakeAnthropicServer(
-        (args.host, args.port), reply=args.reply, chunk_delay=args.chunk_delay, record=args.record
+        (args.host, args.port),
+        reply=args.reply,
+        chunk_delay=args.chunk_delay,
+        record=args.record,
+        chunks=args.chunks,
+        hold_file=args.hold_file,
     )
     if args.tls_cert:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
