@@ -144,6 +144,7 @@ def run_command(args: argparse.Namespace) -> int:
     from remotebottle.cli.transfer import render_ship_progress
     from remotebottle.ops import session
     from remotebottle.ops.plan import StartRequest, plan_start
+    from remotebottle.timing import phase
 
     if args.format == "json" and not args.dry_run:
         raise UsageError(
@@ -161,8 +162,9 @@ def run_command(args: argparse.Namespace) -> int:
         allow_old_engine=args.allow_old_engine,
         reconnect_limit=args.reconnect_limit,
     )
-    manifest = load_manifest(args)
-    preview = plan_start(manifest, request, resolve_secrets=False)
+    with phase("preflight"):
+        manifest = load_manifest(args)
+        preview = plan_start(manifest, request, resolve_secrets=False)
     if args.dry_run and args.format == "json":
         console.print_json(preview.to_dict())
         return 0

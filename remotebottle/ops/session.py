@@ -7,6 +7,7 @@ record in the state directory. The backend itself stays unaware of hosts.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -28,6 +29,7 @@ from remotebottle.ops.link import LinkGone, stay_attached
 from remotebottle.ops.plan import StartPlan, StartRequest, check_engine
 from remotebottle.ops.ship import ShipProgress
 from remotebottle.supervise import audit, capability
+from remotebottle.timing import phase
 
 Progress = Callable[[str], None]
 
@@ -68,27 +70,31 @@ def start(
     `memory.staged`).
     """
     spec = preview.bottle.spec.with_values()
-    with open_engine(
-        preview.host, progress=progress, consent=consent, session=spec.identity
-    ) as engine:
+    with contextlib.ExitStack() as stack:
+        with phase("engine"):
+            engine = stack.enter_context(
+                open_engine(preview.host, progress=progress, consent=consent, session=spec.identity)
+            )
         backend = DockerBottleBackend(engine.client, progress)
-        facts = backend.engine_facts()
-        check_engine(preview.host, facts, allowed=request.allow_old_engine, progress=progress)
-        plan = backend.settle(replace(preview.bottle, spec=spec), facts)
+        with phase("plan"):
+            facts = backend.engine_facts()
+            check_engine(preview.host, facts, allowed=request.allow_old_engine, progress=progress)
+            plan = backend.settle(replace(preview.bottle, spec=spec), facts)
         if plan.spec.command.mode == "interactive" and not sys.stdin.isatty():
             raise BottleError(
                 "an interactive session needs a terminal",
                 hint="use -p PROMPT or `-- CMD` from scripts",
             )
         image_lines = capability.read(spec.identity)
-        placed = place_images(
-            engine,
-            plan,
-            progress=progress,
-            on_ship=on_ship,
-            image_lines=image_lines,
-            recorded=recorded_images(spec.identity),
-        )
+        with phase("place images"):
+            placed = place_images(
+                engine,
+                plan,
+                progress=progress,
+                on_ship=on_ship,
+                image_lines=image_lines,
+                recorded=recorded_images(spec.identity),
+            )
         meta = state.Metadata(
             identity=spec.identity,
             agent=spec.agent,
@@ -112,7 +118,10 @@ def start(
             state.write_metadata(meta)
             copies: Checkpoints | None = None
             try:
-                with checkpoint.kept(engine, bottle.agent_container, spec.identity) as copies:
+                with (
+                    phase("session"),
+                    checkpoint.kept(engine, bottle.agent_container, spec.identity) as copies,
+                ):
                     end = stay_attached(
                         engine,
                         bottle.agent_container,

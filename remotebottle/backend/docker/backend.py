@@ -50,12 +50,13 @@ from remotebottle.backend.docker.planner import (
     gvisor_fallback_warning,
 )
 from remotebottle.backend.docker.planner import plan as make_plan
-from remotebottle.backend.docker.sidecar import HARDENING, SidecarSite
+from remotebottle.backend.docker.sidecar import HARDENING, AgentGrant, SidecarSite
 from remotebottle.backend.docker.streams import exec_with_stdin, put_archive, read_file
 from remotebottle.backend.docker.vault import Vault
 from remotebottle.backend.spec import BottlePlan, BottleSpec
 from remotebottle.errors import BottleError, EngineError, TeardownError
 from remotebottle.interrupts import no_interrupts, termination_as_interrupt
+from remotebottle.timing import phase
 
 Progress = Callable[[str], None]
 
@@ -150,29 +151,35 @@ class DockerBottleBackend(BottleBackend):
         bottle: Bottle | None = None
         try:
             with termination_as_interrupt():
-                bottle = self._create(plan, opts)
+                with phase("launch"):
+                    bottle = self._create(plan, opts)
                 yield bottle
         finally:
             if bottle is None or not bottle.keep:
                 with no_interrupts():
                     self._progress(f"removing bottle {plan.spec.identity}")
-                    self.teardown(plan.spec.identity, settle=bottle is None)
+                    with phase("teardown"):
+                        self.teardown(plan.spec.identity, settle=bottle is None)
 
     def _create(self, plan: BottlePlan, opts: LaunchOptions) -> Bottle:
         spec = plan.spec
         ident = spec.identity
         client = self.client
         # Sidecars run on the shipped agent image; only the agent gets its capabilities.
-        base_image = build_agent_image(client, self._progress)
-        agent_image = base_image
-        if opts.image_lines:
-            agent_image = build_derived_image(client, base_image, opts.image_lines, self._progress)
-        if plan.images.egress:
-            ensure_pulled(client, plan.images.egress, self._progress)
+        with phase("images"):
+            base_image = build_agent_image(client, self._progress)
+            agent_image = base_image
+            if opts.image_lines:
+                agent_image = build_derived_image(
+                    client, base_image, opts.image_lines, self._progress
+                )
+            if plan.images.egress:
+                ensure_pulled(client, plan.images.egress, self._progress)
         if plan.engine is not None and plan.engine.gvisor == "unchecked":
             # Planning found no image to check gVisor with: the agent image is here now.
-            facts = engine_facts(client)
-            plan = checked(plan, facts, self._check_gvisor(spec, facts, base_image))
+            with phase("gvisor check"):
+                facts = engine_facts(client)
+                plan = checked(plan, facts, self._check_gvisor(spec, facts, base_image))
             if plan.runtime != "runsc":
                 self._progress(f"warning: {plan.warnings[-1]}")
         # The agent and the sidecars that serve it share the plan's runtime; the vault
@@ -180,32 +187,52 @@ class DockerBottleBackend(BottleBackend):
         runtime: dict[str, Any] = {"runtime": "runsc"} if plan.runtime == "runsc" else {}
 
         self._progress("creating the bottle's network")
-        internal = self._network(f"rb-{ident}-internal", spec, internal=True)
-        vault = Vault(client, ident, spec.agent, base_image)
-        vault.open()
-        outside = None
-        if plan.images.egress or spec.routes or spec.git:
-            outside = self._network(f"rb-{ident}-egress", spec, internal=False)
+        with phase("networks"):
+            internal = self._network(f"rb-{ident}-internal", spec, internal=True)
+            outside = None
+            if plan.images.egress or spec.routes or spec.git:
+                outside = self._network(f"rb-{ident}-egress", spec, internal=False)
+        with phase("vault"):
+            vault = Vault(client, ident, spec.agent, base_image)
+            vault.open()
         site = SidecarSite(
             client, plan, vault, internal, outside, base_image, runtime, self._progress
         )
-        grant = supervisor.start(site)
+        with phase("supervisor"):
+            grant = supervisor.start(site)
         if outside is not None:
             proxy_address = None
             upstream_cas = (extra_ca_certs(), *opts.upstream_ca_certs)
             if plan.images.egress:
                 sidecars = (credproxy.ALIAS,) if spec.routes else ()
-                proxy_grant, proxy_address = egress.start(site, upstream_cas, sidecars)
+                with phase("egress proxy"):
+                    proxy_grant, proxy_address = egress.start(site, upstream_cas, sidecars)
                 grant |= proxy_grant
-            grant |= credproxy.start(site, proxy_address, upstream_cas)
+            with phase("credential proxy"):
+                grant |= credproxy.start(site, proxy_address, upstream_cas)
             if spec.git:
-                grant |= gitgate.start(site)
+                with phase("git gate"):
+                    grant |= gitgate.start(site)
         if opts.before_agent_start:
             opts.before_agent_start(
                 BottleNetworks(ident, spec.agent, internal.id, outside.id if outside else None)
             )
 
         self._progress("starting the agent")
+        with phase("agent"):
+            return self._start_agent(client, plan, opts, agent_image, internal, grant)
+
+    def _start_agent(
+        self,
+        client: docker.DockerClient,
+        plan: BottlePlan,
+        opts: LaunchOptions,
+        agent_image: str,
+        internal: Any,
+        grant: AgentGrant,
+    ) -> Bottle:
+        spec, ident = plan.spec, plan.spec.identity
+        runtime: dict[str, Any] = {"runtime": "runsc"} if plan.runtime == "runsc" else {}
         no_proxy = ",".join(("localhost", "127.0.0.1", *grant.no_proxy))
         agent = self._container(
             agent_image,
