@@ -120,6 +120,8 @@ def configure_logging(debug: bool) -> None:
     lines show request signatures and session tokens). Handlers the process already has
     (pytest's) are kept."""
     handler = logging.StreamHandler(sys.stderr)
+    if sys.stderr.isatty():  # a record written while a session holds the terminal raw
+        handler.terminator = "\r\n"
     handler.setFormatter(_LogFormatter(debug))
     handler.addFilter(RedactSecrets.from_environment())
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, handlers=[handler])

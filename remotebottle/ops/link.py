@@ -192,30 +192,23 @@ def reconnect(
         sleep(min(pause, max(0.0, limit - elapsed)))
 
 
-class _Once(logging.Filter):
-    """Lets each message through once: the tunnel logs every connection it cannot open,
-    and while the engine or the link is away the watch asks every few seconds."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._seen: set[str] = set()
+class _LeftToTheWatch(logging.Filter):
+    """Drops the tunnel's records (unless --debug): while the link watch runs, it says what
+    happened to the link, once; the tunnel would log every connection it cannot open,
+    mid-screen during a terminal session."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if message in self._seen:
-            return False
-        self._seen.add(message)
-        return True
+        return logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
 @contextlib.contextmanager
-def _said_once(name: str) -> Iterator[None]:
-    logger, once = logging.getLogger(name), _Once()
-    logger.addFilter(once)
+def _tunnel_quiet() -> Iterator[None]:
+    logger, quiet = logging.getLogger(_TUNNEL_LOG), _LeftToTheWatch()
+    logger.addFilter(quiet)
     try:
         yield
     finally:
-        logger.removeFilter(once)
+        logger.removeFilter(quiet)
 
 
 def _running(engine: Engine, container_id: str) -> bool:
@@ -275,7 +268,7 @@ def stay_attached(
         if not link.conn.is_active():
             reconnect(link, host=host, limit=limit)
 
-    with LinkWatch(link, version=engine.client.api.api_version) as watch, _said_once(_TUNNEL_LOG):
+    with LinkWatch(link, version=engine.client.api.api_version) as watch, _tunnel_quiet():
         again = False
         while True:
             failed: EngineError | None = None

@@ -31,7 +31,7 @@ __all__ = ["fakevm", "vm"]
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CUT_SECONDS = 30.0
-TICKS = 75
+TICKS = 55  # the cut starts at tick 5 and lasts 30 s: 20 s of ticks after it
 COUNT = f"i=0; while [ $i -lt {TICKS} ]; do echo tick $i; i=$((i+1)); sleep 1; done; exit 3"
 RULES = (
     "INPUT -p tcp --dport 22 -j DROP",

@@ -234,12 +234,18 @@ def _wait_for_dockerd(vm: FakeVm, deadline: float) -> None:
     raise TimeoutError(f"{vm.name}: the nested dockerd did not start: {out}\n{log}")
 
 
+LOAD_TIMEOUT = 600.0  # seconds
+
+
 def load_image(client: docker.DockerClient, vm: FakeVm, ref: str) -> None:
     """`docker save ref | docker exec -i vm docker load`, streamed through docker-py."""
     api = client.api
     exec_id = api.exec_create(vm.container.id, ["docker", "load", "-q"], stdin=True, user=USER)
     hijacked = api.exec_start(exec_id["Id"], socket=True)
     sock = raw_socket(hijacked)
+    # `docker load` answers only once the whole image is in: on a loaded machine that can
+    # take longer than the client's usual timeout.
+    sock.settimeout(LOAD_TIMEOUT)
     try:
         for chunk in client.images.get(ref).save(chunk_size=1024 * 1024, named=True):
             sock.sendall(chunk)
