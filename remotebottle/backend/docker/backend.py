@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -198,29 +199,37 @@ class DockerBottleBackend(BottleBackend):
         site = SidecarSite(
             client, plan, vault, internal, outside, base_image, runtime, self._progress
         )
-        with phase("supervisor"):
-            grant = supervisor.start(site)
-        if outside is not None:
-            proxy_address = None
-            upstream_cas = (extra_ca_certs(), *opts.upstream_ca_certs)
-            if plan.images.egress:
-                sidecars = (credproxy.ALIAS,) if spec.routes else ()
-                with phase("egress proxy"):
-                    proxy_grant, proxy_address = egress.start(site, upstream_cas, sidecars)
-                grant |= proxy_grant
-            with phase("credential proxy"):
-                grant |= credproxy.start(site, proxy_address, upstream_cas)
-            if spec.git:
-                with phase("git gate"):
-                    grant |= gitgate.start(site)
-        if opts.before_agent_start:
-            opts.before_agent_start(
-                BottleNetworks(ident, spec.agent, internal.id, outside.id if outside else None)
-            )
-
-        self._progress("starting the agent")
-        with phase("agent"):
-            return self._start_agent(client, plan, opts, agent_image, internal, grant)
+        # The supervisor starts beside the rest: nothing needs it before the agent's
+        # command runs. Leaving the block waits for it, failed launch or not, so that
+        # teardown finds its container.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rbottle-launch") as beside:
+            supervising = beside.submit(_timed, "supervisor", supervisor.start, site)
+            grant = supervisor.grant()
+            if outside is not None:
+                proxy_address = None
+                upstream_cas = (extra_ca_certs(), *opts.upstream_ca_certs)
+                if plan.images.egress:
+                    sidecars = (credproxy.ALIAS,) if spec.routes else ()
+                    with phase("egress proxy"):
+                        proxy_grant, proxy_address = egress.start(site, upstream_cas, sidecars)
+                    grant |= proxy_grant
+                with phase("credential proxy"):
+                    grant |= credproxy.start(site, proxy_address, upstream_cas)
+                if spec.git:
+                    with phase("git gate"):
+                        grant |= gitgate.start(site)
+            if opts.before_agent_start:
+                opts.before_agent_start(
+                    BottleNetworks(ident, spec.agent, internal.id, outside.id if outside else None)
+                )
+            self._progress("starting the agent")
+            with phase("agent"):
+                agent_id = self._start_agent(client, plan, opts, agent_image, internal, grant)
+            grant |= supervising.result()
+        with phase("sidecars ready"):
+            for ready in grant.ready:
+                ready()
+        return Bottle(identity=ident, agent_container=agent_id, plan=plan)
 
     def _start_agent(
         self,
@@ -230,7 +239,8 @@ class DockerBottleBackend(BottleBackend):
         agent_image: str,
         internal: Any,
         grant: AgentGrant,
-    ) -> Bottle:
+    ) -> str:
+        """Create, fill and start the agent's container, and run its setup; its id."""
         spec, ident = plan.spec, plan.spec.identity
         runtime: dict[str, Any] = {"runtime": "runsc"} if plan.runtime == "runsc" else {}
         no_proxy = ",".join(("localhost", "127.0.0.1", *grant.no_proxy))
@@ -274,7 +284,7 @@ class DockerBottleBackend(BottleBackend):
         if code != 0:
             detail = (err or out).decode(errors="replace").strip()[:300]
             raise BottleError(f"setting up the agent failed (exit {code}): {detail}")
-        return Bottle(identity=ident, agent_container=agent.id, plan=plan)
+        return str(agent.id)
 
     def _network(self, name: str, spec: BottleSpec, *, internal: bool) -> Any:
         # An --internal network still gives the host an address on its bridge (the gateway),
@@ -337,3 +347,8 @@ class DockerBottleBackend(BottleBackend):
                 f"could not remove {', '.join(leaked)}",
                 hint="check `docker ps -a` for what holds them",
             )
+
+
+def _timed(name: str, run: Callable[[SidecarSite], AgentGrant], site: SidecarSite) -> AgentGrant:
+    with phase(name):
+        return run(site)

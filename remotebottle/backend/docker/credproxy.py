@@ -25,9 +25,9 @@ from remotebottle.backend.docker.sidecar import (
     AgentGrant,
     SidecarSite,
     internal_subnet,
+    later_ready,
     logged,
     start_container,
-    wait_ready,
 )
 from remotebottle.backend.docker.vault import Vault
 from remotebottle.backend.spec import ANTHROPIC_ROLE, RouteSpec
@@ -124,9 +124,13 @@ def start(
         mem_limit="256m",
         pids_limit=128,
     )
-    wait_ready(proxy, "the credential proxy", logged('"event":"listening"'))
     no_proxy = () if egress_proxy else (ALIAS,)
-    return AgentGrant(env=agent_env(spec.routes), no_proxy=no_proxy, containers=(str(proxy.id),))
+    return AgentGrant(
+        env=agent_env(spec.routes),
+        no_proxy=no_proxy,
+        containers=(str(proxy.id),),
+        ready=(later_ready(proxy, "the credential proxy", logged('"event":"listening"')),),
+    )
 
 
 def current_table(client: docker.DockerClient, identity: str) -> list[dict[str, Any]]:

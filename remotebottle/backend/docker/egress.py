@@ -29,8 +29,8 @@ from remotebottle.backend.docker.sidecar import (
     SidecarSite,
     address_on,
     answers,
+    later_ready,
     start_container,
-    wait_ready,
 )
 from remotebottle.backend.docker.vault import Vault
 from remotebottle.errors import BottleError, EngineError
@@ -257,12 +257,12 @@ def start(
         mem_limit="256m",
     )
     hint = f"pinned image {pins.pipelock_image()}"
-    wait_ready(proxy, "the egress proxy", answers(healthcheck_command()), hint=hint)
     proxies = ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
     grant = AgentGrant(
         env={name: PROXY_URL for name in proxies},
         ca_certs=(ca.cert_pem,),
         containers=(str(proxy.id),),
+        ready=(later_ready(proxy, "the egress proxy", answers(healthcheck_command()), hint),),
     )
     assert site.outside is not None
     return grant, address_on(proxy, site.outside)

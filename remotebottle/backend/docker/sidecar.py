@@ -66,6 +66,9 @@ class AgentGrant:
         no_proxy: host names the agent reaches directly on the internal network.
         ca_certs: PEM certificates the agent must trust.
         containers: ids of the sidecar's containers.
+        ready: waits until the sidecar serves (`later_ready`), owed before the agent's
+            command may run: the backend awaits them all once the agent is set up, so
+            the sidecars get ready while the agent is made.
     """
 
     env: Mapping[str, str] = field(default_factory=dict)
@@ -73,6 +76,7 @@ class AgentGrant:
     no_proxy: tuple[str, ...] = ()
     ca_certs: tuple[bytes, ...] = ()
     containers: tuple[str, ...] = ()
+    ready: tuple[Callable[[], None], ...] = ()
 
     def __or__(self, other: AgentGrant) -> AgentGrant:
         return AgentGrant(
@@ -81,6 +85,7 @@ class AgentGrant:
             no_proxy=self.no_proxy + other.no_proxy,
             ca_certs=self.ca_certs + other.ca_certs,
             containers=self.containers + other.containers,
+            ready=self.ready + other.ready,
         )
 
 
@@ -178,6 +183,13 @@ def wait_ready(container: Any, what: str, ready: Callable[[Any], bool], hint: st
             if container.status not in _UP:
                 raise _stopped(container, what, hint) from None
         raise EngineError(f"could not check on {what}: {exc}") from None
+
+
+def later_ready(
+    container: Any, what: str, ready: Callable[[Any], bool], hint: str = ""
+) -> Callable[[], None]:
+    """`wait_ready`, to be called later (`AgentGrant.ready`)."""
+    return lambda: wait_ready(container, what, ready, hint)
 
 
 def _stopped(container: Any, what: str, hint: str) -> BottleError:

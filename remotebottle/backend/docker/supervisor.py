@@ -26,8 +26,8 @@ from remotebottle.backend.docker.sidecar import (
     HARDENING,
     AgentGrant,
     SidecarSite,
+    later_ready,
     logged,
-    wait_ready,
 )
 from remotebottle.backend.docker.streams import exec_with_stdin
 from remotebottle.errors import BottleError, EngineError
@@ -74,8 +74,19 @@ def script_files() -> dict[str, bytes]:
     }
 
 
+def grant() -> AgentGrant:
+    """What the agent gets from its supervisor, known before it starts: `rbottle-propose`,
+    its skill, and where the supervisor answers."""
+    return AgentGrant(
+        env={"RBOTTLE_SUPERVISOR_URL": URL},
+        home_files={PROPOSE_PATH: _resource("rbottle-propose"), SKILL_PATH: _resource("SKILL.md")},
+        no_proxy=(ALIAS,),
+    )
+
+
 def start(site: SidecarSite) -> AgentGrant:
-    """Start the bottle's supervisor and give the agent `rbottle-propose` and its skill."""
+    """Start the bottle's supervisor (safe beside the rest of the launch: it only adds
+    its own directory to the vault); its container, and the wait until it serves."""
     spec = site.plan.spec
     site.progress("starting the supervisor")
     site.vault.put(VAULT_DIR, script_files(), uid=UID)
@@ -109,12 +120,9 @@ def start(site: SidecarSite) -> AgentGrant:
         container.start()
     except docker.errors.DockerException as exc:
         raise EngineError(f"could not start the bottle's supervisor: {exc}") from None
-    wait_ready(container, "the supervisor", logged('"event": "listening"'))
     return AgentGrant(
-        env={"RBOTTLE_SUPERVISOR_URL": URL},
-        home_files={PROPOSE_PATH: _resource("rbottle-propose"), SKILL_PATH: _resource("SKILL.md")},
-        no_proxy=(ALIAS,),
         containers=(str(container.id),),
+        ready=(later_ready(container, "the supervisor", logged('"event": "listening"')),),
     )
 
 
