@@ -160,7 +160,8 @@ def start(
             if end.detached:
                 state.write_metadata(replace(meta, phase="detached"))
             else:
-                save(backend, bottle.agent_container, meta)
+                with phase("save transcript"):
+                    save(backend, bottle.agent_container, meta)
     return Outcome(spec.identity, end.exit_code, end.detached)
 
 
